@@ -1,0 +1,5 @@
+import sys
+
+from qhead.cli import main
+
+sys.exit(main())
