@@ -1,0 +1,215 @@
+"""Running a grid: plan (skip / resume / start), then K training subprocesses at a time.
+
+Each cell is trained by its own ``python -m qhead train`` process, so a crash, an
+out-of-memory error or a kill affects one cell only, and re-running the same
+``qhead reproduce`` command resumes exactly where the grid stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qhead.errors import ConfigError
+from qhead.experiments.grid import (
+    Cell,
+    CellStatus,
+    GridSpec,
+    cell_record,
+    cell_status,
+    format_override,
+    write_cell_record,
+)
+
+LOG_FILE = "train.log"
+
+
+@dataclass
+class PlannedCell:
+    """A cell with its run dir, overrides and what will be done with it."""
+
+    cell: Cell
+    run_dir: Path
+    overrides: dict[str, Any]
+    status: CellStatus
+
+    @property
+    def action(self) -> str:
+        return {"done": "skip", "resume": "resume", "new": "start", "conflict": "conflict"}[
+            self.status.state
+        ]
+
+
+def plan(grid: GridSpec, out: Path | str, cells: Sequence[Cell] | None = None) -> list[PlannedCell]:
+    """The plan for ``cells`` (default: the whole grid) under output dir ``out``."""
+    out = Path(out)
+    chosen = list(cells) if cells is not None else grid.cells()
+    planned = []
+    for cell in chosen:
+        run_dir = cell.run_dir(out)
+        overrides = grid.cell_overrides(cell)
+        planned.append(PlannedCell(cell, run_dir, overrides, cell_status(run_dir, cell, overrides)))
+    return planned
+
+
+def format_plan(planned: Sequence[PlannedCell]) -> str:
+    """Human-readable plan, one line per cell plus counts."""
+    lines = []
+    for item in planned:
+        line = f"{item.action:8s} {item.cell.key:48s} preset={item.cell.preset}"
+        lines.append(line)
+        for reason in item.status.reasons:
+            lines.append(f"         ! {reason}")
+    counts: dict[str, int] = {}
+    for item in planned:
+        counts[item.action] = counts.get(item.action, 0) + 1
+    lines.append(
+        f"{len(planned)} cell(s): "
+        + ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))
+    )
+    return "\n".join(lines)
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of ``jobs`` parallel processes: ``max(1, cores // jobs)``."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs: expected an integer >= 1, got {jobs!r}")
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def train_command(
+    item: PlannedCell,
+    threads: int,
+    python: str | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The ``python -m qhead train`` command line of one planned cell.
+
+    The preset names the model; the cell's overrides (arm, budget, seed) follow as dotted
+    ``key=value`` arguments, so the resolved ``config.yaml`` of the run records them all.
+    """
+    command = [
+        python or sys.executable, "-m", "qhead", "train",
+        "--preset", item.cell.preset,
+        "--out", str(item.run_dir),
+        "--threads", str(threads),
+    ]  # fmt: skip
+    if item.status.state == "resume":
+        command.append("--resume")
+    command.extend(extra_args)
+    command.extend(format_override(k, v) for k, v in item.overrides.items())
+    return command
+
+
+@dataclass
+class RunOutcome:
+    """Result of one cell's training process."""
+
+    item: PlannedCell
+    returncode: int
+    seconds: float
+    log: Path
+
+
+@dataclass
+class GridOutcome:
+    """What :func:`run_plan` did."""
+
+    finished: list[RunOutcome] = field(default_factory=list)
+    failed: list[RunOutcome] = field(default_factory=list)
+    skipped: list[PlannedCell] = field(default_factory=list)
+    conflicts: list[PlannedCell] = field(default_factory=list)
+
+
+def _environment(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    # the BLAS/OpenMP pools of K processes must not oversubscribe the cores
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def run_plan(
+    planned: Sequence[PlannedCell],
+    jobs: int = 1,
+    cores: int | None = None,
+    overwrite: bool = False,
+    extra_args: Sequence[str] = (),
+    python: str | None = None,
+    echo: Callable[[str], None] = print,
+    poll_seconds: float = 0.5,
+) -> GridOutcome:
+    """Trains every cell that is not finished, ``jobs`` processes at a time.
+
+    Args:
+        planned: the plan from :func:`plan`.
+        jobs: processes run at once on this machine.
+        cores: cores to share among them (default: ``os.cpu_count()``).
+        overwrite: delete and restart run dirs whose configuration differs (``conflict``);
+            without it such cells are reported and left alone.
+        extra_args: arguments passed to every ``qhead train`` before the overrides.
+        python: interpreter (default: the current one).
+        echo: where progress lines go.
+        poll_seconds: how often running processes are polled.
+
+    Returns:
+        The :class:`GridOutcome`; each process's output is in ``<run_dir>/train.log``.
+    """
+    threads = threads_per_job(jobs, cores)
+    outcome = GridOutcome()
+    queue: list[PlannedCell] = []
+    for item in planned:
+        if item.status.state == "done":
+            outcome.skipped.append(item)
+        elif item.status.state == "conflict" and not overwrite:
+            outcome.conflicts.append(item)
+            echo(f"conflict {item.cell.key}: " + "; ".join(item.status.reasons))
+        else:
+            if item.status.state == "conflict":
+                shutil.rmtree(item.run_dir)
+                item = PlannedCell(item.cell, item.run_dir, item.overrides, CellStatus("new"))
+            queue.append(item)
+    running: list[tuple[PlannedCell, subprocess.Popen, float, Path, Any]] = []
+    total = len(queue)
+    started = 0
+    while queue or running:
+        while queue and len(running) < jobs:
+            item = queue.pop(0)
+            write_cell_record(item.run_dir, cell_record(item.cell, item.overrides))
+            log = item.run_dir / LOG_FILE
+            handle = log.open("a")
+            command = train_command(item, threads, python, extra_args)
+            handle.write("$ " + " ".join(command) + "\n")
+            handle.flush()
+            process = subprocess.Popen(
+                command, stdout=handle, stderr=subprocess.STDOUT, env=_environment(threads)
+            )
+            started += 1
+            echo(f"[{started}/{total}] {item.action} {item.cell.key} (pid {process.pid})")
+            running.append((item, process, time.monotonic(), log, handle))
+        still = []
+        for item, process, t0, log, handle in running:
+            code = process.poll()
+            if code is None:
+                still.append((item, process, t0, log, handle))
+                continue
+            handle.close()
+            result = RunOutcome(item, code, time.monotonic() - t0, log)
+            if code == 0:
+                outcome.finished.append(result)
+                echo(f"done     {item.cell.key} in {result.seconds:.0f} s")
+            else:
+                outcome.failed.append(result)
+                echo(f"FAILED   {item.cell.key} (exit {code}); see {log}")
+        running = still
+        if running:
+            time.sleep(poll_seconds)
+    return outcome

@@ -1,0 +1,270 @@
+"""Shot-noise study (journal version): test accuracy / macro-F1 of trained quantum models
+when each ⟨Z_k⟩ is estimated from a finite number of measurement shots.
+
+For every checkpoint and every shot count, the test set is evaluated once per sampling
+seed (the seed of the shot sampler, not of training); ``exact`` (analytic expectation
+values) is deterministic and evaluated once. Rows report mean ± sample std over the
+sampling seeds; with several checkpoints (training seeds) a second table averages the
+per-checkpoint means over checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qhead.errors import ConfigError, DataError
+from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, find_metric
+from qhead.experiments.stats import Summary, summarize
+
+EXACT = "exact"
+
+EvaluateFn = Callable[[Path, "int | None", int], dict[str, Any]]
+"""``evaluate(checkpoint, shots_or_None, sampling_seed) -> metrics dict``."""
+
+
+def parse_shots(text: str) -> list[int | None]:
+    """``"10,100,exact"`` → ``[10, 100, None]`` (``None`` = exact expectation values).
+
+    Raises:
+        ConfigError: for a non-positive or non-integer count, naming the allowed values.
+    """
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.lower() in (EXACT, "none", "inf"):
+            out.append(None)
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigError(
+                f"--shots: {part!r} is not a positive integer or 'exact' (e.g. 10,100,exact)"
+            )
+        out.append(value)
+    if not out:
+        raise ConfigError("--shots: give at least one shot count, e.g. 10,100,1000,exact")
+    return list(dict.fromkeys(out))
+
+
+def shots_label(shots: int | None) -> str:
+    return EXACT if shots is None else str(shots)
+
+
+def find_checkpoints(paths: Iterable[Path | str], arm: str = "quantum") -> list[Path]:
+    """Checkpoint files from files and run dirs.
+
+    A file is taken as is. A directory is searched for run dirs of the given arm
+    (``.../<arm>/seed<k>/``, as written by ``qhead reproduce``) or, failing that, for any
+    run dir; in each run dir ``best.pt`` is preferred over ``last.pt``.
+
+    Raises:
+        DataError: if a path does not exist or nothing is found.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            found.append(path)
+            continue
+        if not path.is_dir():
+            raise DataError(f"{path}: no such checkpoint file or runs directory")
+        run_dirs = sorted({p.parent for p in path.rglob("*.pt")})
+        of_arm = [d for d in run_dirs if d.parent.name == arm or d.name == arm]
+        for run_dir in of_arm or run_dirs:
+            for name in ("best.pt", "last.pt"):
+                if (run_dir / name).is_file():
+                    found.append(run_dir / name)
+                    break
+    if not found:
+        raise DataError("no checkpoint (best.pt / last.pt) found in " + ", ".join(map(str, paths)))
+    return list(dict.fromkeys(found))
+
+
+def engine_evaluate(checkpoint: Path, shots: int | None, seed: int) -> dict[str, Any]:
+    """Evaluates with :func:`qhead.engine.evaluate` (test split, ``shots``, sampler seed)."""
+    from qhead.engine import evaluate
+
+    params = inspect.signature(evaluate).parameters
+    kwargs: dict[str, Any] = {"shots": shots}
+    for name in ("seed", "shots_seed", "sampling_seed"):
+        if name in params:
+            kwargs[name] = seed
+            break
+    if "write" in params:
+        kwargs["write"] = False
+    return evaluate(checkpoint, **kwargs)
+
+
+@dataclass
+class ShotRow:
+    """Metrics of one checkpoint at one shot count over the sampling seeds."""
+
+    checkpoint: Path
+    shots: int | None
+    accuracy: Summary
+    macro_f1: Summary
+    seeds: list[int]
+
+
+def shot_study(
+    checkpoints: Sequence[Path],
+    shots: Sequence[int | None],
+    sampling_seeds: int,
+    evaluate: EvaluateFn = engine_evaluate,
+    echo: Callable[[str], None] = lambda _line: None,
+) -> list[ShotRow]:
+    """Evaluates each checkpoint at each shot count with ``sampling_seeds`` sampler seeds.
+
+    Raises:
+        ConfigError: if ``sampling_seeds < 1``.
+        DataError: if the evaluation lacks accuracy or macro-F1.
+    """
+    if sampling_seeds < 1:
+        raise ConfigError(f"--sampling-seeds: expected an integer >= 1, got {sampling_seeds!r}")
+    rows = []
+    for checkpoint in checkpoints:
+        for count in shots:
+            seeds = [0] if count is None else list(range(sampling_seeds))
+            accs, f1s = [], []
+            for seed in seeds:
+                metrics = evaluate(Path(checkpoint), count, seed)
+                acc = find_metric(metrics, ACCURACY_KEYS)
+                f1 = find_metric(metrics, F1_KEYS)
+                if acc is None or f1 is None:
+                    raise DataError(
+                        f"{checkpoint}: evaluation gave no accuracy / macro-F1 "
+                        f"(keys {sorted(metrics)})"
+                    )
+                accs.append(float(acc))
+                f1s.append(float(f1))
+            row = ShotRow(Path(checkpoint), count, summarize(accs), summarize(f1s), seeds)
+            echo(
+                f"{checkpoint}  shots={shots_label(count):>6s}  "
+                f"acc={row.accuracy.format()}  macro-F1={row.macro_f1.format()}"
+            )
+            rows.append(row)
+    return rows
+
+
+def pooled(rows: Sequence[ShotRow]) -> list[tuple[int | None, Summary, Summary]]:
+    """Per shot count: mean ± std over checkpoints of each checkpoint's mean."""
+    by_shots: dict[int | None, list[ShotRow]] = defaultdict(list)
+    for row in rows:
+        by_shots[row.shots].append(row)
+    return [
+        (
+            count,
+            summarize([r.accuracy.mean for r in group]),
+            summarize([r.macro_f1.mean for r in group]),
+        )
+        for count, group in by_shots.items()
+    ]
+
+
+def _num(value: float) -> str:
+    return "" if not math.isfinite(value) else f"{value:.6f}"
+
+
+def write_shots_report(
+    rows: Sequence[ShotRow], out: Path | str, title: str = "", plot: bool = True
+) -> list[Path]:
+    """Writes ``shots.md``, ``shots.csv`` and ``shots.png`` into ``out``; returns the paths."""
+    if not rows:
+        raise DataError("no shot-study rows to write")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "shots.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["checkpoint", "shots", "n_sampling_seeds", "acc_mean", "acc_std", "f1_mean", "f1_std"]
+        )
+        for row in rows:
+            writer.writerow([
+                str(row.checkpoint), shots_label(row.shots), row.accuracy.n,
+                _num(row.accuracy.mean), _num(row.accuracy.std),
+                _num(row.macro_f1.mean), _num(row.macro_f1.std),
+            ])  # fmt: skip
+    lines = ["# Shot-noise study", ""]
+    if title:
+        lines += [title, ""]
+    lines += [
+        "Test accuracy and macro-F1 (%) when every ⟨Z_k⟩ of the quantum head is estimated "
+        "from a finite number of shots; mean ± sample std over the sampling seeds (`n`). "
+        "`exact` = analytic expectation values (deterministic, n=1).",
+        "",
+        "| checkpoint | shots | n | Acc | macro-F1 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.checkpoint} | {shots_label(row.shots)} | {row.accuracy.n} | "
+            f"{row.accuracy.format()} | {row.macro_f1.format()} |"
+        )
+    checkpoints = {r.checkpoint for r in rows}
+    if len(checkpoints) > 1:
+        lines += [
+            "",
+            f"Pooled over {len(checkpoints)} checkpoints (training seeds): mean ± std of the "
+            "per-checkpoint means.",
+            "",
+            "| shots | n | Acc | macro-F1 |",
+            "|---:|---:|---:|---:|",
+        ]
+        for count, acc, f1 in pooled(rows):
+            lines.append(f"| {shots_label(count)} | {acc.n} | {acc.format()} | {f1.format()} |")
+    md_path = out / "shots.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    written = [md_path, csv_path]
+    if plot:
+        png = out / "shots.png"
+        _plot(rows, png)
+        written.append(png)
+    return written
+
+
+def _plot(rows: Sequence[ShotRow], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = sorted({r.shots for r in rows if r.shots is not None})
+    exact_x = (max(finite) * 10) if finite else 1
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    by_ckpt: dict[Path, list[ShotRow]] = defaultdict(list)
+    for row in rows:
+        by_ckpt[row.checkpoint].append(row)
+    for i, (ckpt, group) in enumerate(by_ckpt.items()):
+        for ax, metric in zip(axes, ("accuracy", "macro_f1"), strict=True):
+            pts = sorted(
+                (exact_x if r.shots is None else r.shots, getattr(r, metric)) for r in group
+            )
+            xs = [p[0] for p in pts]
+            ys = [p[1].mean * 100 for p in pts]
+            es = [0.0 if p[1].n < 2 else p[1].std * 100 for p in pts]
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, color=f"C{i % 10}",
+                        label=ckpt.parent.name + "/" + ckpt.name if len(by_ckpt) > 1 else None)
+    for ax, label in zip(axes, ("accuracy (%)", "macro-F1 (%)"), strict=True):
+        ax.set_xscale("log")
+        ticks = [*finite, exact_x]
+        ax.set_xticks(ticks, [*map(str, finite), EXACT])
+        ax.set_xlabel("shots")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if len(by_ckpt) > 1:
+        axes[0].legend(fontsize=6)
+    fig.suptitle("test metrics vs shots (mean ± std over sampling seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
