@@ -1,0 +1,428 @@
+"""Gate lists (circuit descriptions) and their fast batched execution.
+
+A circuit is a sequence of :class:`Op` (gate name, wires, index of its angle in a
+weight tensor). The same list is executed here, translated to PennyLane by
+``qhead.quantum.pennylane_backend``, linted by ``qhead.quantum.lint`` and drawn by
+``qhead.quantum.draw_circuit``.
+
+Execution (:func:`run_circuit`) compiles the list once into a plan (cached):
+
+* runs of one-qubit gates are fused per wire into one 2×2 matrix each (so H·RY is a
+  single pass over the state) and applied with a real-valued fast path when every
+  fused matrix is real;
+* runs of CNOTs become one precomputed gather index (one pass instead of n−1);
+* diagonal gates (Z, RZ) and permutations (X, CNOT) at the end of the circuit do not
+  change |ψ|² up to a permutation: diagonal ones are dropped (they are phases) and the
+  permutation is folded into the Z-eigenvalue table, so the state is never moved;
+* circuits of one-qubit gates only (Ansatz 1) are not simulated at all: ⟨Z_k⟩ follows
+  from the 2×2 reduced density matrix of wire k of the encoded state, an O(N·m)
+  formula (for RY it is ⟨Z_k⟩ = cos θ_k·⟨Z_k⟩₀ − sin θ_k·⟨X_k⟩₀, θ_k summed over layers).
+
+``optimize=False`` applies every gate one by one instead; tests use it as an internal
+reference next to PennyLane.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from qhead.simulator.gates import (
+    apply_matrix,
+    apply_permutation,
+    cnot,
+    complex_dtype,
+    hadamard,
+    hadamard_matrix,
+    rotation_matrix,
+    rx,
+    ry,
+    rz,
+)
+from qhead.simulator.measure import expval_z, probabilities, sample_expval_z, z_signs
+
+__all__ = [
+    "GATES",
+    "GateSpec",
+    "Op",
+    "ansatz1_closed_form",
+    "product_expval_z",
+    "run_circuit",
+    "validate_ops",
+]
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """What the simulator, the linter and the PennyLane backend need to know about a gate."""
+
+    n_wires: int
+    parametrized: bool
+    real: bool  # real matrix: keeps a real state real
+    diagonal: bool  # diagonal in the computational basis
+    permutation: bool  # permutes basis states (X, CNOT)
+    axis: str | None = None  # rotation axis for RX/RY/RZ (used to merge rotations)
+
+
+GATES: dict[str, GateSpec] = {
+    "H": GateSpec(1, False, True, False, False),
+    "X": GateSpec(1, False, True, False, True),
+    "Z": GateSpec(1, False, True, True, False),
+    "RX": GateSpec(1, True, False, False, False, "X"),
+    "RY": GateSpec(1, True, True, False, False, "Y"),
+    "RZ": GateSpec(1, True, False, True, False, "Z"),
+    "CNOT": GateSpec(2, False, True, False, True),
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One gate of a circuit.
+
+    Attributes:
+        name: a key of :data:`GATES` (H, X, Z, RX, RY, RZ, CNOT).
+        wires: the wires it acts on, ``(wire,)`` or ``(control, target)``.
+        param: index of its angle in the weight tensor (e.g. ``(layer, wire)``), or
+            ``None`` for a fixed gate.
+    """
+
+    name: str
+    wires: tuple[int, ...]
+    param: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        wires = ",".join(str(w) for w in self.wires)
+        angle = "" if self.param is None else f"(θ{list(self.param)})"
+        return f"{self.name}{angle}@{wires}"
+
+
+def validate_ops(ops: Sequence[Op], n_wires: int, weight_shape: Sequence[int]) -> None:
+    """Checks gate names, wires and parameter indices; raises ``ValueError`` otherwise."""
+    for op in ops:
+        spec = GATES.get(op.name)
+        if spec is None:
+            raise ValueError(f"unknown gate {op.name!r} in {op}; allowed: {', '.join(GATES)}")
+        if len(op.wires) != spec.n_wires or len(set(op.wires)) != spec.n_wires:
+            raise ValueError(f"{op}: {op.name} acts on {spec.n_wires} distinct wire(s)")
+        if any(not 0 <= w < n_wires for w in op.wires):
+            raise ValueError(f"{op}: wires must lie in 0..{n_wires - 1}")
+        if spec.parametrized != (op.param is not None):
+            need = "needs an" if spec.parametrized else "takes no"
+            raise ValueError(f"{op}: {op.name} {need} angle")
+        if op.param is not None and (
+            len(op.param) != len(weight_shape)
+            or any(not 0 <= i < s for i, s in zip(op.param, weight_shape, strict=True))
+        ):
+            raise ValueError(f"{op}: parameter index outside weights {tuple(weight_shape)}")
+
+
+def _flat_index(param: tuple[int, ...], shape: tuple[int, ...]) -> int:
+    flat = 0
+    for i, s in zip(param, shape, strict=True):
+        flat = flat * s + i
+    return flat
+
+
+_FIXED = {
+    "H": lambda dt, dev: hadamard_matrix(dt, dev),
+    "X": lambda dt, dev: torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=dt, device=dev),
+    "Z": lambda dt, dev: torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=dt, device=dev),
+}
+
+
+@dataclass
+class _Local:
+    """One-qubit gates on several wires, fused per wire."""
+
+    wires: list[int]
+    # slots[j] = {gate name: (positions in `wires`, flat param indices or None)}
+    slots: list[dict[str, tuple[list[int], list[int] | None]]]
+    real: bool
+
+
+@dataclass
+class _Perm:
+    ops: tuple[Op, ...]
+
+
+def _permutation_index(n: int, ops: Sequence[Op]) -> torch.Tensor:
+    index = torch.arange(2**n)
+    for op in ops:
+        gate = torch.arange(2**n)
+        if op.name == "CNOT":
+            cbit, tbit = (1 << (n - 1 - w) for w in op.wires)
+            gate = torch.where(gate & cbit != 0, gate ^ tbit, gate)
+        elif op.name == "X":
+            gate = gate ^ (1 << (n - 1 - op.wires[0]))
+        else:  # pragma: no cover - guarded by _compile
+            raise AssertionError(op)
+        index = index[gate]
+    return index
+
+
+@dataclass
+class _Plan:
+    n: int
+    wires: tuple[int, ...]
+    shape: tuple[int, ...]
+    body: list[_Local | _Perm]
+    tail_perm: tuple[Op, ...]
+    product: _Local | None  # set when the circuit has one-qubit gates only
+    uses_no_params: bool = False
+    _cache: dict = field(default_factory=dict)
+
+    def index(self, ops: tuple[Op, ...], device) -> torch.Tensor:
+        key = ("perm", ops, str(device))
+        if key not in self._cache:
+            self._cache[key] = _permutation_index(self.n, ops).to(device)
+        return self._cache[key]
+
+    def signs(self, dtype, device) -> torch.Tensor:
+        key = ("signs", dtype, str(device))
+        if key not in self._cache:
+            perm = _permutation_index(self.n, self.tail_perm) if self.tail_perm else None
+            self._cache[key] = z_signs(self.n, self.wires, dtype, device, permutation=perm)
+        return self._cache[key]
+
+
+def _local_from(ops: Sequence[Op], shape: tuple[int, ...]) -> _Local:
+    per_wire: dict[int, list[Op]] = {}
+    for op in ops:
+        per_wire.setdefault(op.wires[0], []).append(op)
+    wires = sorted(per_wire)
+    depth = max(len(v) for v in per_wire.values())
+    slots: list[dict[str, tuple[list[int], list[int] | None]]] = []
+    for j in range(depth):
+        slot: dict[str, tuple[list[int], list[int] | None]] = {}
+        for pos, w in enumerate(wires):
+            if j < len(per_wire[w]):
+                op = per_wire[w][j]
+                positions, params = slot.setdefault(
+                    op.name, ([], [] if op.param is not None else None)
+                )
+                positions.append(pos)
+                if params is not None:
+                    params.append(_flat_index(op.param, shape))
+        slots.append(slot)
+    real = all(GATES[op.name].real for op in ops)
+    return _Local(wires, slots, real)
+
+
+@functools.lru_cache(maxsize=128)
+def _compile(ops: tuple[Op, ...], n: int, wires: tuple[int, ...], shape: tuple[int, ...]) -> _Plan:
+    # Trailing diagonal gates and permutations only permute |ψ|²: drop / fold them.
+    cut = len(ops)
+    while cut > 0 and (GATES[ops[cut - 1].name].diagonal or GATES[ops[cut - 1].name].permutation):
+        cut -= 1
+    tail_perm = tuple(op for op in ops[cut:] if GATES[op.name].permutation)
+    body_ops = ops[:cut]
+    product = None
+    if all(GATES[op.name].n_wires == 1 for op in ops):
+        # Only gates on measured wires matter; trailing diagonals change nothing.
+        kept = [op for op in ops[:cut] if op.wires[0] in wires] + [
+            op for op in ops[cut:] if op.wires[0] in wires and op.name == "X"
+        ]
+        product = _local_from(kept, shape) if kept else _Local([], [], True)
+    body: list[_Local | _Perm] = []
+    run: list[Op] = []
+    run_two = False
+    for op in body_ops:
+        two = GATES[op.name].n_wires == 2
+        if run and run_two != two:
+            body.append(_Perm(tuple(run)) if run_two else _local_from(run, shape))
+            run = []
+        run.append(op)
+        run_two = two
+    if run:
+        body.append(_Perm(tuple(run)) if run_two else _local_from(run, shape))
+    used = [op for op in body_ops if op.param is not None]
+    if product is not None:
+        used = [op for s in product.slots for _, p in s.values() if p for op in p]
+    return _Plan(n, wires, shape, body, tail_perm, product, uses_no_params=not used)
+
+
+def _fused_matrices(local: _Local, weights: torch.Tensor, real_dtype: torch.dtype) -> torch.Tensor:
+    """``[len(local.wires), 2, 2]``: per wire, the product of its gates (last one leftmost)."""
+    dtype = real_dtype if local.real else complex_dtype(real_dtype)
+    device = weights.device
+    count = len(local.wires)
+    eye = torch.eye(2, dtype=dtype, device=device).expand(count, 2, 2)
+    flat = weights.reshape(-1).to(real_dtype)
+    fused = None
+    for slot in local.slots:
+        step = eye
+        for name, (positions, params) in slot.items():
+            if params is not None:
+                angles = flat[torch.tensor(params, device=device)]
+                mats = rotation_matrix(name, angles).to(dtype)
+            else:
+                mats = _FIXED[name](real_dtype, device).to(dtype).expand(len(positions), 2, 2)
+            step = step.index_put((torch.tensor(positions, device=device),), mats)
+        fused = step if fused is None else step @ fused
+    return eye if fused is None else fused
+
+
+def _apply_local(state: torch.Tensor, local: _Local, weights: torch.Tensor) -> torch.Tensor:
+    real_dtype = state.real.dtype if state.is_complex() else state.dtype
+    mats = _fused_matrices(local, weights, real_dtype)
+    for pos, wire in enumerate(local.wires):
+        state = apply_matrix(state, mats[pos], wire)
+    return state
+
+
+def _pair_terms(state: torch.Tensor, wire: int) -> torch.Tensor:
+    """Σ_j ψ_j ψ_{j⊕bit(wire)} over bit(wire)=0 (= ⟨X_wire⟩/2 for a real state): ``[B]``."""
+    n = state.dim() - 1
+    view = state.reshape(state.shape[0], 2**wire, 2, 2 ** (n - wire - 1))
+    return (view[:, :, 0] * view[:, :, 1]).sum(dim=(1, 2))
+
+
+def product_expval_z(
+    state: torch.Tensor, matrices: torch.Tensor, wires: Sequence[int]
+) -> torch.Tensor:
+    """⟨Z_k⟩ after one one-qubit unitary per measured wire, without evolving the state.
+
+    With ρ_k = [[a, c], [c, b]] the reduced density matrix of wire k of the real state
+    ψ (a = P(0), b = P(1), c = Σ ψ_j ψ_{j⊕k}) and M the wire's unitary,
+    ⟨Z_k⟩ = (|m00|²−|m10|²)·a + (|m01|²−|m11|²)·b + 2·Re(m00 m01* − m10 m11*)·c.
+    Cost O(2^n·m) instead of O(2^n·gates).
+
+    Args:
+        state: real state ``[B] + [2] * n``.
+        matrices: ``[m, 2, 2]`` (real or complex), one per wire of ``wires``.
+        wires: the m measured wires.
+
+    Returns:
+        ``[B, m]``.
+    """
+    if state.is_complex():
+        raise ValueError("product_expval_z needs a real state (amplitude-encoded states are real)")
+    n = state.dim() - 1
+    probs = probabilities(state)
+    z0 = probs @ z_signs(n, wires, probs.dtype, probs.device)  # a − b
+    c = torch.stack([_pair_terms(state, w) for w in wires], dim=1)
+    m = matrices
+    a00, a01, a10, a11 = (m[:, i, j].abs().square() for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    cross = 2 * (m[:, 0, 0] * m[:, 0, 1].conj() - m[:, 1, 0] * m[:, 1, 1].conj()).real
+    # a = (1 + z0)/2 and b = (1 − z0)/2 because the state is normalised.
+    coef_a, coef_b = a00 - a10, a01 - a11
+    return (coef_a + coef_b) / 2 + (coef_a - coef_b) / 2 * z0 + cross * c
+
+
+def ansatz1_closed_form(
+    state: torch.Tensor, weights: torch.Tensor, gate: str = "RY", wires: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Exact ⟨Z_k⟩ of Ansatz 1 (D layers of one rotation per qubit) on a real state.
+
+    Rotations about one axis merge, so only θ_k = Σ_d weights[d, k] matters:
+
+    * RY: ⟨Z_k⟩ = cos θ_k·⟨Z_k⟩₀ − sin θ_k·⟨X_k⟩₀
+    * RX: ⟨Z_k⟩ = cos θ_k·⟨Z_k⟩₀ + sin θ_k·⟨Y_k⟩₀ = cos θ_k·⟨Z_k⟩₀ (⟨Y⟩₀ = 0 for real ψ)
+    * RZ: ⟨Z_k⟩ = ⟨Z_k⟩₀
+
+    where ⟨·⟩₀ are taken in the encoded state. This is the "dequantized" head: a
+    classical O(N·m) computation, numerically equal to the circuit.
+
+    Args:
+        state: real state ``[B] + [2] * n``.
+        weights: ``[D, n]``.
+        gate: "RX", "RY" or "RZ".
+        wires: measured wires (default all n).
+
+    Returns:
+        ``[B, m]``.
+    """
+    if state.is_complex():
+        raise ValueError("ansatz1_closed_form needs a real state")
+    n = state.dim() - 1
+    wires = list(range(n)) if wires is None else list(wires)
+    theta = weights.sum(dim=0)[wires].to(state.dtype)  # [m]
+    probs = probabilities(state)
+    z0 = probs @ z_signs(n, wires, probs.dtype, probs.device)
+    if gate == "RZ":
+        return z0
+    if gate == "RX":
+        return torch.cos(theta) * z0
+    if gate == "RY":
+        x0 = 2 * torch.stack([_pair_terms(state, w) for w in wires], dim=1)
+        return torch.cos(theta) * z0 - torch.sin(theta) * x0
+    raise ValueError(f"gate must be one of RX, RY, RZ, got {gate!r}")
+
+
+_APPLY = {
+    "H": lambda s, op, w: hadamard(s, op.wires[0]),
+    "X": lambda s, op, w: apply_matrix(s, _FIXED["X"](s.real.dtype, s.device), op.wires[0]),
+    "Z": lambda s, op, w: apply_matrix(s, _FIXED["Z"](s.real.dtype, s.device), op.wires[0]),
+    "RX": lambda s, op, w: rx(s, w[op.param], op.wires[0]),
+    "RY": lambda s, op, w: ry(s, w[op.param], op.wires[0]),
+    "RZ": lambda s, op, w: rz(s, w[op.param], op.wires[0]),
+    "CNOT": lambda s, op, w: cnot(s, *op.wires),
+}
+
+
+def run_circuit(
+    state: torch.Tensor,
+    ops: Sequence[Op],
+    weights: torch.Tensor,
+    wires: Sequence[int],
+    *,
+    shots: int | None = None,
+    generator: torch.Generator | None = None,
+    optimize: bool = True,
+) -> torch.Tensor:
+    """Applies ``ops`` to ``state`` and measures ⟨Z⟩ on ``wires``.
+
+    Args:
+        state: ``[B] + [2] * n`` (real for the amplitude-encoded input).
+        ops: the circuit.
+        weights: angles, indexed by ``Op.param`` (shared by the batch).
+        wires: the m measured wires, in output order.
+        shots: ``None`` for exact expectations, else samples per example
+            (straight-through gradient, see :func:`sample_expval_z`).
+        generator: random generator for shot sampling.
+        optimize: use the compiled plan (fused gates, permutation folding, closed
+            form); ``False`` applies each gate in turn (reference).
+
+    Returns:
+        ``[B, m]``.
+    """
+    n = state.dim() - 1
+    wires = tuple(int(w) for w in wires)
+    ops = tuple(ops)
+    if not optimize:
+        for op in ops:
+            state = _APPLY[op.name](state, op, weights)
+        if shots is None:
+            return expval_z(state, wires)
+        return sample_expval_z(state, wires, shots, generator)
+    plan = _compile(ops, n, wires, tuple(weights.shape))
+    out = _run_plan(plan, state, weights, wires, shots, generator)
+    if plan.uses_no_params and weights.requires_grad:
+        # Keep the weights in the graph so they get a zero gradient, not None (DDP and
+        # optimisers expect every parameter to be used).
+        out = out + 0 * weights.sum().to(out.dtype)
+    return out
+
+
+def _run_plan(plan, state, weights, wires, shots, generator) -> torch.Tensor:
+    real_dtype = state.real.dtype if state.is_complex() else state.dtype
+    if plan.product is not None and shots is None and not state.is_complex():
+        local = plan.product
+        mats = _fused_matrices(local, weights, real_dtype)
+        eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
+        full = torch.stack(
+            [mats[local.wires.index(w)] if w in local.wires else eye for w in wires]
+        )
+        return product_expval_z(state, full, wires)
+    for segment in plan.body:
+        if isinstance(segment, _Perm):
+            state = apply_permutation(state, plan.index(segment.ops, state.device))
+        else:
+            state = _apply_local(state, segment, weights)
+    signs = plan.signs(real_dtype, state.device)
+    if shots is None:
+        return probabilities(state) @ signs
+    return sample_expval_z(state, wires, shots, generator, signs=signs)
