@@ -22,19 +22,25 @@ from qhead.data.loading import (
     load_image,
 )
 from qhead.data.manifest import ManifestRow, read_manifest
+from qhead.data.prepare import PAPER_DATASETS, PREPARERS, Prepared, prepare, write_prepared
 
 __all__ = [
     "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "PAPER_DATASETS",
+    "PREPARERS",
     "DataConfig",
     "DatasetSplits",
     "ImageFileDataset",
     "ManifestRow",
+    "Prepared",
     "Record",
     "TensorImageDataset",
     "build_datasets",
     "decode_image",
     "load_image",
+    "prepare",
     "read_manifest",
+    "write_prepared",
 ]

@@ -184,7 +184,11 @@ def digits(cfg: DataConfig) -> DatasetSplits:
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    # __MACOSX: resource forks that zips made on macOS carry
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX"
+    )
 
 
 def scan_class_folders(folder: Path, *, split: str | None = None) -> list[Record]:

@@ -55,6 +55,15 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def pixel_sha256(img: Image.Image) -> str:
+    """Hex sha256 of an RGB image's size and decoded pixels (equal for equal images,
+    whatever their file format, compression or metadata)."""
+    rgb = _to_rgb(img)
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
