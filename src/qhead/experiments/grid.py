@@ -45,6 +45,17 @@ FINAL_FILE = "final.json"
 CONFIG_FILE = "config.yaml"
 RESUME_FILE = "last.pt"
 
+SEED_KEY = "seed"
+"""Dotted config key of the training seed."""
+
+DATA_ROOT_KEY = "data.root"
+UNTRACKED_KEYS: tuple[str, ...] = (DATA_ROOT_KEY,)
+"""Overrides that do not change what a run computes (paths); ignored when matching runs."""
+
+
+def _tracked(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if k not in UNTRACKED_KEYS}
+
 
 @dataclass(frozen=True)
 class ArmSpec:
@@ -155,8 +166,11 @@ class GridSpec:
         backbones: backbone names of the paper presets (``["resnet18"]``).
         arms: arm names from :data:`ARMS` (``["classical", "quantum", "twin"]``).
         seeds: seed values (``qhead reproduce --seeds 5`` means ``[0, 1, 2, 3, 4]``).
-        overrides: budget and other dotted overrides ``{"train.epochs": 50}`` applied to
+        overrides: budget and other dotted overrides ``{"epochs": 50}`` applied to
             every cell after the arm's own overrides; recorded in every run's config.
+        data_roots: where each dataset lives, ``{"busi": "/data/busi"}``; becomes the
+            cell's ``data.root`` but is not part of its identity (a grid copied to another
+            machine with the data elsewhere is still recognised as finished).
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -164,6 +178,7 @@ class GridSpec:
     arms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    data_roots: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("datasets", "backbones", "arms", "seeds"):
@@ -196,7 +211,9 @@ class GridSpec:
         """All dotted overrides of a cell on top of its preset (arm, then grid, then seed)."""
         merged: dict[str, Any] = dict(arm_spec(cell.arm).overrides)
         merged.update(self.overrides)
-        merged["seed"] = cell.seed
+        merged[SEED_KEY] = cell.seed
+        if cell.dataset in self.data_roots:
+            merged[DATA_ROOT_KEY] = self.data_roots[cell.dataset]
         return merged
 
 
@@ -341,7 +358,7 @@ def overrides_differences(
 def cell_fingerprint(cell: Cell, overrides: Mapping[str, Any]) -> str:
     """Short hash of a cell's preset and overrides; equal fingerprints mean the same run."""
     payload = json.dumps(
-        {"preset": cell.preset, "overrides": dict(sorted(overrides.items()))},
+        {"preset": cell.preset, "overrides": dict(sorted(_tracked(overrides).items()))},
         sort_keys=True,
         default=str,
     )
@@ -413,6 +430,7 @@ def cell_status(run_dir: Path, cell: Cell, overrides: Mapping[str, Any]) -> Cell
     (so a run dir edited or produced by another command is never silently reused).
     """
     run_dir = Path(run_dir)
+    overrides = _tracked(overrides)
     has_final = (run_dir / FINAL_FILE).is_file()
     has_ckpt = (run_dir / RESUME_FILE).is_file()
     record = read_cell_record(run_dir)
@@ -423,7 +441,7 @@ def cell_status(run_dir: Path, cell: Cell, overrides: Mapping[str, Any]) -> Cell
     if record is None:
         reasons.append(f"{CELL_FILE} missing: run dir not made by qhead reproduce")
     elif record.get("fingerprint") != cell_fingerprint(cell, overrides):
-        old = record.get("overrides", {})
+        old = _tracked(record.get("overrides", {}))
         if record.get("preset") != cell.preset:
             reasons.append(f"preset: expected {cell.preset!r}, run has {record.get('preset')!r}")
         for key in sorted(set(old) | set(overrides)):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qhead.errors import DataError
-from qhead.experiments.grid import REFERENCE_ARM
+from qhead.experiments.grid import REFERENCE_ARM, SEED_KEY, UNTRACKED_KEYS
 from qhead.experiments.paper import BACKBONE_TITLES, DATASET_TITLES, PaperCell, paper_cell
 from qhead.experiments.results import (
     RunResult,
@@ -58,7 +58,7 @@ def budget_line(runs: Sequence[RunResult]) -> str:
     """One line naming the budget of a set of runs (all distinct values if they differ)."""
     values: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        skip = set(arm_overrides(run.arm)) | {"seed", "train.seed"}
+        skip = set(arm_overrides(run.arm)) | {SEED_KEY, *UNTRACKED_KEYS}
         merged = dict(run.budget)
         merged.update({k: v for k, v in run.overrides.items() if k not in skip})
         for key, value in merged.items():

@@ -1,0 +1,50 @@
+"""``qhead shots``: test accuracy / macro-F1 of trained quantum models vs number of shots.
+
+Arguments are checkpoint files or run dirs (``qhead reproduce`` output: the ``quantum``
+arm's ``best.pt``, else ``last.pt``, of every seed). Each checkpoint is evaluated on its
+test split at every shot count with ``--sampling-seeds`` seeds of the shot sampler
+(``exact`` once); ``shots.md``, ``shots.csv`` and ``shots.png`` go to ``--out``.
+
+Example::
+
+    qhead shots runs/busi/resnet18/quantum --shots 10,100,1000,10000,exact --sampling-seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from qhead.experiments.shots import find_checkpoints, parse_shots, shot_study, write_shots_report
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "shots",
+        help="shot-noise study: metrics of quantum checkpoints vs number of shots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="+", metavar="RUNS_DIR|CHECKPOINT")
+    parser.add_argument("--shots", default="10,100,1000,10000,exact",
+                        help="comma list of shot counts and/or 'exact'")
+    parser.add_argument("--sampling-seeds", dest="sampling_seeds", type=int, default=3,
+                        help="seeds of the shot sampler per shot count (default: 3)")
+    parser.add_argument("--arm", default="quantum",
+                        help="arm whose run dirs are searched in a runs dir (default: quantum)")
+    parser.add_argument("--out", help="output dir (default: <first path>/shots)")
+    parser.add_argument("--no-plot", action="store_true")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    shots = parse_shots(args.shots)
+    checkpoints = find_checkpoints(args.paths, arm=args.arm)
+    first = Path(args.paths[0])
+    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "shots"
+    print(f"{len(checkpoints)} checkpoint(s) x shots {args.shots} x "
+          f"{args.sampling_seeds} sampling seed(s)")
+    rows = shot_study(checkpoints, shots, args.sampling_seeds, echo=print)
+    written = write_shots_report(rows, out, plot=not args.no_plot)
+    print("wrote", *written, sep="\n  ")
+    return 0
