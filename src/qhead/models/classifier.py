@@ -84,6 +84,18 @@ def resolve_head(cfg: ModelConfig, backbone: Backbone | None = None) -> str:
     return "maxvit-classical" if cfg.backbone == "maxvit_t" else "avg-linear"
 
 
+def head_options(cfg: ModelConfig, head_name: str) -> dict[str, Any]:
+    """The options for the concrete head; ``classical`` takes none (it is a fixed head)."""
+    options = dict(cfg.head_options)
+    if cfg.head == "classical" and options:
+        raise ConfigError(
+            f"model.head_options: head 'classical' (= {head_name!r} for backbone "
+            f"{cfg.backbone!r}) takes no options, got {sorted(options)}; name the head "
+            f"{head_name!r} explicitly to pass options"
+        )
+    return options
+
+
 def _shape_key(cfg: ModelConfig) -> str:
     return json.dumps(
         [cfg.backbone, cfg.backbone_options, cfg.image_size], sort_keys=True, default=str
@@ -113,14 +125,7 @@ def build_model(cfg: ModelConfig | dict[str, Any]) -> Classifier:
         backbone.load_weights_file(cfg.pretrained)
     shape = discover_feature_shape(backbone, cfg.image_size, cache_key=_shape_key(cfg))
     head_name = resolve_head(cfg, backbone)
-    options = dict(cfg.head_options)
-    if cfg.head == "classical" and options:
-        raise ConfigError(
-            f"model.head_options: head 'classical' (= {head_name!r} for backbone "
-            f"{cfg.backbone!r}) takes no options, got {sorted(options)}; name the head "
-            f"{head_name!r} explicitly to pass options"
-        )
-    head = build_head(head_name, shape, cfg.num_classes, options)
+    head = build_head(head_name, shape, cfg.num_classes, head_options(cfg, head_name))
     return Classifier(cfg, backbone, head, shape, head_name)
 
 
