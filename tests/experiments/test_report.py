@@ -125,3 +125,13 @@ def test_bad_final_json_is_listed_not_fatal(tmp_path):
     runs, problems = collect_runs(tmp_path)
     assert len(runs) == 1
     assert len(problems) == 1 and "needs accuracy" in problems[0]
+
+
+def test_params_computed_from_the_run_config_when_not_recorded(tmp_path):
+    run_dir = tmp_path / "digits/small_cnn/classical/seed0"
+    run_dir.mkdir(parents=True)
+    model = {"backbone": "small_cnn", "head": "avg-linear", "num_classes": 3, "image_size": 32}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": model, "seed": 0}))
+    (run_dir / "final.json").write_text(json.dumps({"accuracy": 0.5, "macro_f1": 0.4}))
+    # small_cnn ends with 64 channels: GAP + Linear(64, 3) = 64·3 + 3
+    assert load_run(run_dir).params_head == 195

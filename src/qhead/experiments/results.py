@@ -154,6 +154,30 @@ def _confusion(run_dir: Path, final: Mapping[str, Any]) -> tuple[Any, Any]:
     return None, None
 
 
+_PARAMS_CACHE: dict[str, int | None] = {}
+
+
+def params_from_config(config: Mapping[str, Any]) -> int | None:
+    """Params* of the model a run config describes (built once per distinct model config).
+
+    Used when ``final.json`` does not record it; ``None`` if the model cannot be built
+    (e.g. its backbone needs an extra that is not installed here).
+    """
+    model = config.get("model")
+    if not isinstance(model, Mapping):
+        return None
+    key = json.dumps(model, sort_keys=True, default=str)
+    if key not in _PARAMS_CACHE:
+        try:
+            from qhead.models import ModelConfig, build_model, count_parameters
+
+            built = build_model(ModelConfig.from_dict(dict(model)))
+            _PARAMS_CACHE[key] = count_parameters(built.head)
+        except Exception:  # a report must not fail on one unbuildable model
+            _PARAMS_CACHE[key] = None
+    return _PARAMS_CACHE[key]
+
+
 def load_run(run_dir: Path | str) -> RunResult:
     """Reads one finished run dir.
 
@@ -181,6 +205,8 @@ def load_run(run_dir: Path | str) -> RunResult:
             f"({'/'.join(F1_KEYS)}); found keys {sorted(final)}"
         )
     params = find_metric(final, PARAMS_KEYS)
+    if params is None and config is not None:
+        params = params_from_config(config)
     cm, classes = _confusion(run_dir, final)
     overrides = dict((record or {}).get("overrides", {}))
     return RunResult(
