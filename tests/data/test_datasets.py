@@ -93,7 +93,7 @@ def test_imagefolder_with_given_split(tmp_path, make_image):
     for split, n in [("train", 3), ("test", 2)]:
         for c in ["a", "b"]:
             for i in range(n):
-                make_image(tmp_path / split / c / f"{i}.jpg", seed=i, fmt="JPEG")
+                make_image(tmp_path / split / c / f"{i}.jpg", seed=i)
     s = build_datasets(DataConfig(name="imagefolder", root=str(tmp_path), image_size=8))
     assert (len(s.train), len(s.test)) == (6, 4)
     assert all("/test/" in p for p in s.test.paths)
