@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The real BUSI grid behind docs/results.md: ResNet-18 on the shared BUSI copy, the
+# paper's classical and quantum models and two controls (flatten-linear, twin), 3 seeds,
+# at a reduced budget that fits a 2-core CPU. Re-running it skips finished cells and
+# resumes interrupted ones; the report is rebuilt at the end.
+#
+#   benchmarks/busi_grid.sh                      # defaults below
+#   EPOCHS=20 IMAGE_SIZE=112 benchmarks/busi_grid.sh
+#   benchmarks/busi_grid.sh --dry-run            # extra arguments go to qhead reproduce
+#
+# Output (run dirs, logs, report) goes to $OUT, outside the repository.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+QHEAD="${QHEAD:-$REPO/.venv/bin/qhead}"
+OUT="${OUT:-/work/runs-busi}"
+DATA="${DATA:-$REPO/../shared/data/busi}"
+EPOCHS="${EPOCHS:-10}"
+IMAGE_SIZE="${IMAGE_SIZE:-112}"
+SEEDS="${SEEDS:-3}"
+JOBS="${JOBS:-1}"
+HEADS="${HEADS:-classical,quantum,flatten-linear,twin}"
+
+PY="$(dirname "$QHEAD")/python"
+"$PY" -c "import platform, torch, qhead; print('qhead', qhead.__version__, '| torch', torch.__version__, '| python', platform.python_version(), '|', platform.processor() or platform.machine())" || true
+echo "git $(git -C "$REPO" rev-parse --short HEAD) | $(nproc) cores"
+echo "start $(date -u +%FT%TZ) | epochs=$EPOCHS image_size=$IMAGE_SIZE seeds=$SEEDS jobs=$JOBS"
+
+"$QHEAD" reproduce --datasets busi --backbones resnet18 --heads "$HEADS" \
+    --seeds "$SEEDS" --epochs "$EPOCHS" --image-size "$IMAGE_SIZE" \
+    --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" "$@"
+
+case " $* " in *" --dry-run "*) exit 0 ;; esac
+"$QHEAD" report "$OUT" --out "$OUT/report"
+echo "end $(date -u +%FT%TZ)"
