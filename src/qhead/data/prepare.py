@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections import Counter, defaultdict
@@ -490,7 +491,8 @@ def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | N
             hold an earlier preparation (its ``images/`` is replaced).
         source_label: how to name the source in the summary (e.g. the archive's path).
         copy_images: copy the kept images into ``out/images`` (needed when the source
-            is a temporary extraction).
+            is a temporary extraction); otherwise the manifest's paths point to the
+            source files, relative to ``out``.
 
     Returns:
         the path of ``manifest.csv``.
@@ -518,8 +520,8 @@ def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | N
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item.path, target)
             rel = f"{IMAGES_DIR}/{item.rel}"
-        else:
-            rel = Path(item.path).resolve().as_posix()
+        else:  # relative to the output folder, so both can move together
+            rel = Path(os.path.relpath(Path(item.path).resolve(), out.resolve())).as_posix()
         rows.append(ManifestRow(rel, item.label, item.split, item.sha256, item.crop_bottom))
     manifest = out / MANIFEST_NAME
     manifest.write_bytes(manifest_text(rows).encode("utf-8"))
