@@ -47,6 +47,13 @@ def test_grid_expands_to_the_full_product_with_stable_run_dirs(tmp_path):
     assert cell.preset == "resnet18_q/busi"
     assert Cell("busi", "resnet18", "flatten-linear", 0).preset == "resnet18/busi"
     assert Cell("busi", "maxvit_t", "twin", 0).preset == "maxvit_t_q/busi"
+    # no paper preset: the base model is described by overrides instead
+    small = Cell("digits", "small_cnn", "twin", 0)
+    assert small.preset is None
+    assert small.base_overrides() == {"model.backbone": "small_cnn", "model.head": "quantum"}
+    overrides = GridSpec(["digits"], ["small_cnn"], ["twin"], [0]).cell_overrides(small)
+    assert overrides == {"data.name": "digits", "model.backbone": "small_cnn",
+                         "model.head": "twin", "seed": 0}
 
 
 def test_arm_overrides_then_budget_then_seed():
@@ -109,7 +116,8 @@ def test_status_new_resume_done_conflict(tmp_path):
     write_cell_record(run_dir, cell_record(cell, overrides))
     assert cell_status(run_dir, cell, overrides).state == "new"  # launched, nothing saved
     (run_dir / "last.pt").write_bytes(b"x")
-    config = {"train": {"epochs": 2}, "seed": 1, "model": {"head": "quantum"}}
+    config = {"train": {"epochs": 2}, "seed": 1, "data": {"name": "busi"},
+              "model": {"head": "quantum"}}
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     assert cell_status(run_dir, cell, overrides).state == "resume"
     _finish(run_dir, config)
@@ -128,7 +136,7 @@ def test_status_conflict_when_config_yaml_disagrees(tmp_path):
     run_dir = cell.run_dir(tmp_path)
     overrides = grid.cell_overrides(cell)
     write_cell_record(run_dir, cell_record(cell, overrides))
-    _finish(run_dir, {"train": {"epochs": 7}, "seed": 0})  # edited by hand
+    _finish(run_dir, {"train": {"epochs": 7}, "seed": 0, "data": {"name": "busi"}})  # edited
     status = cell_status(run_dir, cell, overrides)
     assert status.state == "conflict"
     assert "train.epochs: expected 2, run has 7" in status.reasons

@@ -74,9 +74,17 @@ def test_threads_per_job():
 def test_command_carries_preset_overrides_and_resume(tmp_path):
     item = plan(_grid(), tmp_path)[1]
     command = train_command(item, threads=2, python="py")
-    assert command[:6] == ["py", "-m", "qhead", "train", "--preset", "small_cnn_q/digits"]
-    assert ["--out", str(tmp_path / "digits/small_cnn/quantum/seed0")] == command[6:8]
-    assert "epochs=1" in command and "seed=0" in command and "--resume" not in command
+    assert command[:4] == ["py", "-m", "qhead", "train"]
+    assert "--preset" not in command  # no paper preset for small_cnn/digits
+    assert ["--out", str(tmp_path / "digits/small_cnn/quantum/seed0")] == command[4:6]
+    assert command[6:8] == ["--threads", "2"]
+    for arg in ("epochs=1", "seed=0", "model.head=quantum", "data.name=digits"):
+        assert arg in command
+    assert "--resume" not in command
+    paper = GridSpec(["busi"], ["resnet18"], ["twin"], [3], {"epochs": 1})
+    command = train_command(plan(paper, tmp_path)[0], threads=1, python="py")
+    assert command[4:6] == ["--preset", "resnet18_q/busi"]
+    assert "model.head=twin" in command and "model.backbone=resnet18" not in command
 
 
 def test_runs_skips_and_resumes(tmp_path, fake_python):

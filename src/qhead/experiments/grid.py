@@ -48,6 +48,7 @@ RESUME_FILE = "last.pt"
 SEED_KEY = "seed"
 """Dotted config key of the training seed."""
 
+DATASET_KEY = "data.name"
 DATA_ROOT_KEY = "data.root"
 UNTRACKED_KEYS: tuple[str, ...] = (DATA_ROOT_KEY,)
 """Overrides that do not change what a run computes (paths); ignored when matching runs."""
@@ -135,6 +136,13 @@ def preset_name(backbone: str, dataset: str, base: str) -> str:
     raise ConfigError(f"base must be 'classical' or 'quantum', got {base!r}")
 
 
+def has_preset(name: str) -> bool:
+    """Whether ``name`` is one of the paper presets of :data:`qhead.models.PRESETS`."""
+    from qhead.models import PRESETS
+
+    return name in PRESETS
+
+
 @dataclass(frozen=True, order=True)
 class Cell:
     """One training run of a grid."""
@@ -150,8 +158,22 @@ class Cell:
         return f"{self.dataset}/{self.backbone}/{self.arm}/seed{self.seed}"
 
     @property
-    def preset(self) -> str:
-        return preset_name(self.backbone, self.dataset, arm_spec(self.arm).base)
+    def base(self) -> str:
+        """``"classical"`` or ``"quantum"``: which paper model the arm starts from."""
+        return arm_spec(self.arm).base
+
+    @property
+    def preset(self) -> str | None:
+        """The paper preset of the arm's base, or ``None`` if the paper has none for this
+        (dataset, backbone), e.g. ``digits`` or ``small_cnn``."""
+        name = preset_name(self.backbone, self.dataset, self.base)
+        return name if has_preset(name) else None
+
+    def base_overrides(self) -> dict[str, Any]:
+        """Overrides that describe the base model when there is no preset for it."""
+        if self.preset is not None:
+            return {}
+        return {"model.backbone": self.backbone, "model.head": self.base}
 
     def run_dir(self, out: Path | str) -> Path:
         return Path(out) / self.dataset / self.backbone / self.arm / f"seed{self.seed}"
@@ -209,7 +231,8 @@ class GridSpec:
 
     def cell_overrides(self, cell: Cell) -> dict[str, Any]:
         """All dotted overrides of a cell on top of its preset (arm, then grid, then seed)."""
-        merged: dict[str, Any] = dict(arm_spec(cell.arm).overrides)
+        merged: dict[str, Any] = {DATASET_KEY: cell.dataset, **cell.base_overrides()}
+        merged.update(arm_spec(cell.arm).overrides)
         merged.update(self.overrides)
         merged[SEED_KEY] = cell.seed
         if cell.dataset in self.data_roots:
@@ -373,6 +396,7 @@ def cell_record(cell: Cell, overrides: Mapping[str, Any]) -> dict[str, Any]:
         "arm": cell.arm,
         "seed": cell.seed,
         "preset": cell.preset,
+        "base": cell.base,
         "overrides": {k: overrides[k] for k in sorted(overrides)},
         "fingerprint": cell_fingerprint(cell, overrides),
     }

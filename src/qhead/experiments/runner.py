@@ -63,7 +63,8 @@ def format_plan(planned: Sequence[PlannedCell]) -> str:
     """Human-readable plan, one line per cell plus counts."""
     lines = []
     for item in planned:
-        line = f"{item.action:8s} {item.cell.key:48s} preset={item.cell.preset}"
+        model = item.cell.preset or f"{item.cell.backbone} + {item.cell.base} head (no preset)"
+        line = f"{item.action:8s} {item.cell.key:48s} {model}"
         lines.append(line)
         for reason in item.status.reasons:
             lines.append(f"         ! {reason}")
@@ -96,12 +97,10 @@ def train_command(
     The preset names the model; the cell's overrides (arm, budget, seed) follow as dotted
     ``key=value`` arguments, so the resolved ``config.yaml`` of the run records them all.
     """
-    command = [
-        python or sys.executable, "-m", "qhead", "train",
-        "--preset", item.cell.preset,
-        "--out", str(item.run_dir),
-        "--threads", str(threads),
-    ]  # fmt: skip
+    command = [python or sys.executable, "-m", "qhead", "train"]
+    if item.cell.preset is not None:
+        command += ["--preset", item.cell.preset]
+    command += ["--out", str(item.run_dir), "--threads", str(threads)]
     if item.status.state == "resume":
         command.append("--resume")
     command.extend(extra_args)
