@@ -159,6 +159,8 @@ def audit_records(
     near = []
     bits = np.stack([e.phash for e in entries]) if entries else np.zeros((0, hash_size**2), bool)
     for i, j, d in _hamming_pairs(bits, threshold):
+        if entries[i].name > entries[j].name:
+            i, j = j, i
         a, b = entries[i], entries[j]
         if a.pixels == b.pixels:
             continue
