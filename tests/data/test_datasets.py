@@ -112,3 +112,48 @@ def test_imagefolder_errors(tmp_path, make_image):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty"):
         build_datasets(DataConfig(name="imagefolder", root=str(tmp_path)))
+
+
+def test_csv_dataset_with_and_without_split(tmp_path, make_image):
+    for i in range(6):
+        make_image(tmp_path / "imgs" / f"{i}.png", seed=i)
+    lines = ["path,label,split"] + [
+        f"imgs/{i}.png,{'x' if i % 2 else 'y'},{'test' if i < 2 else 'train'}" for i in range(6)]
+    (tmp_path / "given.csv").write_text("\n".join(lines) + "\n")
+    s = build_datasets(DataConfig(name="csv", root=str(tmp_path / "given.csv"), image_size=8))
+    assert s.classes == ["x", "y"] and (len(s.train), len(s.test)) == (4, 2)
+    assert s.test.paths == [str(tmp_path / "imgs" / "0.png"), str(tmp_path / "imgs" / "1.png")]
+    assert s.test.labels == [1, 0]
+    unsplit = ["path,label"] + [f"imgs/{i}.png,{'x' if i % 2 else 'y'}" for i in range(6)]
+    (tmp_path / "plain.csv").write_text("\n".join(unsplit) + "\n")
+    s = build_datasets(DataConfig(name="csv", root=str(tmp_path / "plain.csv"), image_size=8,
+                                  test_fraction=0.34))
+    assert (len(s.train), len(s.test)) == (4, 2) and sorted(s.test.labels) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [("file,label\na.png,x\n", "header"), ("path,label,split\na.png,x,val\n", r"bad\.csv:2"),
+     ("path,label\na.png,\n", r"bad\.csv:2: empty")],
+)
+def test_csv_errors_name_the_line(tmp_path, text, needle):
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(DataError, match=needle):
+        build_datasets(DataConfig(name="csv", root=str(tmp_path / "bad.csv")))
+
+
+def test_paper_dataset_needs_root():
+    with pytest.raises(ConfigError, match=r"data\.root.*busi"):
+        build_datasets(DataConfig(name="busi"))
+
+
+def test_works_with_dataloader_workers(tmp_path, make_image):
+    for c in ("a", "b"):
+        for i in range(4):
+            make_image(tmp_path / c / f"{i}.png", seed=i + (10 if c == "b" else 0))
+    s = build_datasets(DataConfig(name="imagefolder", root=str(tmp_path), image_size=8,
+                                  cache=True, test_fraction=0.25))
+    loader = torch.utils.data.DataLoader(s.train, batch_size=3, num_workers=2)
+    xs, ys = zip(*loader, strict=True)
+    assert torch.cat(xs).shape == (6, 3, 8, 8)
+    assert sorted(torch.cat(ys).tolist()) == [0, 0, 0, 1, 1, 1]
