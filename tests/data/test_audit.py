@@ -91,7 +91,6 @@ def test_audit_csv_and_manifest(tmp_path, make_image):
     assert report["leakage"][0]["test"] == "imgs/dup.png"
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_BUSI.is_dir(), reason="shared BUSI copy not present")
 def test_real_busi_audit():
     report = audit(SHARED_BUSI)

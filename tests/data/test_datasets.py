@@ -101,6 +101,14 @@ def test_imagefolder_with_given_split(tmp_path, make_image):
                                                                  strict=True))
 
 
+def test_imagefolder_looks_through_a_wrapper_folder(tmp_path, make_image):
+    for c in ("a", "b"):
+        for i in range(3):
+            make_image(tmp_path / "wrapper" / c / f"{i}.png", seed=i + (10 if c == "b" else 0))
+    s = build_datasets(DataConfig(name="imagefolder", root=str(tmp_path), image_size=8))
+    assert s.classes == ["a", "b"]
+
+
 def test_imagefolder_errors(tmp_path, make_image):
     with pytest.raises(ConfigError, match=r"data\.root"):
         build_datasets(DataConfig(name="imagefolder"))

@@ -209,9 +209,18 @@ def scan_class_folders(folder: Path, *, split: str | None = None) -> list[Record
 
 
 def scan_imagefolder(root: Path) -> tuple[list[Record], dict[str, Any]]:
-    """Records of an image folder: ``root/{train,test}/<class>/`` or ``root/<class>/``."""
+    """Records of an image folder: ``root/{train,test}/<class>/`` or ``root/<class>/``
+    (also inside single wrapper folders, ``root/wrapper/<class>/``)."""
     if not root.is_dir():
         raise DataError(f"{root} is not a folder")
+    # archives often wrap the layout in one folder: look through it
+    for _ in range(3):
+        subdirs = _subdirs(root)
+        if (len(subdirs) != 1 or subdirs[0].name.lower() in ("train", "test")
+                or not _subdirs(subdirs[0])
+                or any(p.is_file() and is_image_file(p) for p in root.iterdir())):
+            break
+        root = subdirs[0]
     names = {p.name.lower(): p for p in _subdirs(root)}
     if "train" in names and "test" in names:
         train = scan_class_folders(names["train"], split="train")
