@@ -73,6 +73,9 @@ def test_hflip_only_on_train():
         train=False, hflip=False, normalize="imagenet")(x0))) for _ in range(40)}
     assert seen == {True, False}  # flipped sometimes, not always
     assert all(torch.equal(s.test[0][0], s.test[0][0]) for _ in range(5))
+    assert s.train.train and not s.test.train
+    s.train.train = False  # what evaluation on the training split does
+    assert all(torch.equal(s.train[0][0], s.train[0][0]) for _ in range(10))
 
 
 def test_imagefolder_flat_is_split_stratified(tmp_path, make_image):

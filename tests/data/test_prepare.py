@@ -13,7 +13,7 @@ from PIL import Image
 
 from qhead.cli import main
 from qhead.data import DataConfig, build_datasets, prepare, read_manifest, write_prepared
-from qhead.data.prepare import AIRCRAFT_737, is_busi_mask
+from qhead.data.prepare import AIRCRAFT_737, crop_bottom_for, is_busi_mask
 from qhead.errors import DataError
 
 SHARED_BUSI = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi"
@@ -206,6 +206,7 @@ def test_aircraft737_from_tgz_via_cli(tmp_path, capsys):
     assert (len(splits.train), len(splits.test)) == (16, 8)
     x, _ = splits.test[0]
     assert x.max() < 0.3  # the white banner is gone
+    assert crop_bottom_for("aircraft737") == 20 and crop_bottom_for("digits") == 0
 
 
 def test_aircraft737_missing_image_is_named(tmp_path):

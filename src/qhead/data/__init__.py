@@ -22,7 +22,14 @@ from qhead.data.loading import (
     load_image,
 )
 from qhead.data.manifest import ManifestRow, read_manifest
-from qhead.data.prepare import PAPER_DATASETS, PREPARERS, Prepared, prepare, write_prepared
+from qhead.data.prepare import (
+    PAPER_DATASETS,
+    PREPARERS,
+    Prepared,
+    crop_bottom_for,
+    prepare,
+    write_prepared,
+)
 
 __all__ = [
     "DATASETS",
@@ -38,6 +45,7 @@ __all__ = [
     "Record",
     "TensorImageDataset",
     "build_datasets",
+    "crop_bottom_for",
     "decode_image",
     "load_image",
     "prepare",

@@ -240,6 +240,15 @@ class ImageFileDataset(Dataset):
         if not len(self.paths) == len(self.labels) == len(self.crop_bottom) == len(self.sha256):
             raise ValueError("paths, labels, crop_bottom and sha256 must have the same length")
 
+    @property
+    def train(self) -> bool:
+        """Whether training augmentation (random flip) is applied; settable."""
+        return self.transform.train
+
+    @train.setter
+    def train(self, value: bool) -> None:
+        self.transform.train = bool(value)
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -328,6 +337,15 @@ class TensorImageDataset(Dataset):
         default = [f"item[{i}]" for i in range(len(images))]
         self.paths = list(names) if names is not None else default
         self.transform = _Transform(train=train, hflip=hflip, normalize=normalize)
+
+    @property
+    def train(self) -> bool:
+        """Whether training augmentation (random flip) is applied; settable."""
+        return self.transform.train
+
+    @train.setter
+    def train(self, value: bool) -> None:
+        self.transform.train = bool(value)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -563,5 +563,14 @@ def _paper_dataset(name: str):
 
 
 PAPER_DATASETS: tuple[str, ...] = ("busi", "croatian-fish", "aircraft737", "apples-or-tomatoes")
+
+
+def crop_bottom_for(dataset: str) -> int:
+    """Rows a dataset's images lose at the bottom (20 for ``aircraft737``'s banner, else 0).
+
+    For ``qhead predict`` on raw files of that dataset:
+    ``load_image(path, size, normalize, crop_bottom=crop_bottom_for(cfg.data.name))``.
+    """
+    return PREPARERS.get(dataset).crop_bottom if dataset in PREPARERS else 0
 for _name in PAPER_DATASETS:
     DATASETS.add(_name, _paper_dataset(_name))
