@@ -1,0 +1,294 @@
+"""Evaluating and applying trained checkpoints (``qhead evaluate``, ``qhead predict``)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qhead.engine.checkpoint import LoadedCheckpoint, load_checkpoint
+from qhead.engine.loader import make_loader
+from qhead.engine.metrics import plot_confusion, write_confusion_csv
+from qhead.engine.runtime import make_step_context, prepare_model, resolve_device
+from qhead.engine.trainer import evaluate_model
+from qhead.errors import ConfigError, DataError
+
+__all__ = ["evaluate", "predict", "set_shots"]
+
+
+def set_shots(model: torch.nn.Module, shots: int | None, seed: int, device: torch.device) -> int:
+    """Sets ``shots`` on every AE-VQC circuit of ``model``; returns how many were set.
+
+    Each circuit gets its own generator seeded from ``seed`` so that a finite-shot
+    evaluation is reproducible.
+    """
+    from qhead.quantum import AEVQC
+
+    count = 0
+    for i, module in enumerate(m for m in model.modules() if isinstance(m, AEVQC)):
+        module.shots = shots
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed * 1000 + i)
+        module.generator = generator
+        count += 1
+    return count
+
+
+def _data_config(loaded: LoadedCheckpoint, overrides: Mapping[str, Any] | Sequence[str] | None,
+                 data_root: str | None) -> Any:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from qhead.data import DataConfig
+    from qhead.engine.config import _omegaconf_error
+
+    base = dataclasses.asdict(loaded.config.data)
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.create(base))
+        if overrides:
+            if isinstance(overrides, Mapping):
+                extra = OmegaConf.create(dict(overrides))
+            else:
+                items = [o[len("data."):] if o.startswith("data.") else o for o in overrides]
+                for item in items:
+                    if "=" not in item:
+                        raise ConfigError(f"--data {item!r}: expected KEY=VALUE (e.g. root=DIR)")
+                extra = OmegaConf.from_dotlist(items)
+            node = OmegaConf.merge(node, extra)
+        if data_root is not None:
+            node.root = data_root
+        plain = OmegaConf.to_container(node, resolve=True)
+    except OmegaConfBaseException as error:
+        message = str(_omegaconf_error(error))
+        raise ConfigError(message.replace("config key '", "data key '")) from None
+    assert isinstance(plain, dict)
+    size = loaded.config.model.image_size
+    if plain.get("image_size") != size:
+        raise ConfigError(
+            f"data.image_size={plain.get('image_size')}: the checkpoint's model takes "
+            f"{size}x{size} images; leave data.image_size unset"
+        )
+    return DataConfig(**plain)
+
+
+def _check_classes(loaded: LoadedCheckpoint, classes: list[str], where: str) -> None:
+    expected = loaded.classes
+    if len(classes) != len(expected):
+        raise DataError(
+            f"checkpoint {loaded.path} predicts {len(expected)} classes ({', '.join(expected)}) "
+            f"but {where} has {len(classes)} classes ({', '.join(classes[:12])}"
+            f"{', …' if len(classes) > 12 else ''}); evaluate on data with the same classes"
+        )
+    if list(classes) != list(expected):
+        raise DataError(
+            f"checkpoint {loaded.path} was trained on classes {expected} but {where} has "
+            f"classes {classes}; labels would be misread, use data with the same class names"
+        )
+
+
+def evaluate(
+    checkpoint: str | Path,
+    *,
+    data: Mapping[str, Any] | Sequence[str] | None = None,
+    data_root: str | None = None,
+    split: str = "test",
+    shots: int | None = None,
+    shots_seed: int = 0,
+    batch_size: int = 64,
+    device: str = "auto",
+    amp: str = "auto",
+    out: str | Path | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Evaluates a checkpoint on a split of its dataset (or of other data).
+
+    Args:
+        checkpoint: a ``best.pt``/``last.pt`` written by ``qhead train``.
+        data: overrides of the checkpoint's data config (``["root=/data/x"]`` or a dict).
+        data_root: shortcut for ``data.root``.
+        split: ``test`` or ``train`` (evaluated without augmentation).
+        shots: finite shots for the quantum head (``None``: exact expectations).
+        shots_seed: seed of the shot sampling.
+        batch_size: evaluation batch size.
+        device: ``auto``, ``cpu``, ``cuda``…
+        amp: as in :class:`~qhead.engine.TrainConfig`.
+        out: folder for the result files (default: beside the checkpoint).
+        write: write ``<stem>.eval[.shotsS].json`` + confusion CSV/PNG.
+
+    Returns:
+        ``{"accuracy", "macro_f1", "loss", "n", "per_class", "confusion_matrix",
+        "classes", "checkpoint", "epoch", "split", "shots", "shots_seed", "files"}``.
+
+    Raises:
+        CheckpointError, DataError (e.g. class mismatch), ConfigError.
+    """
+    from qhead.data import build_datasets
+
+    if split not in ("test", "train"):
+        raise ConfigError(f"split: {split!r} is not allowed; allowed: test, train")
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise ConfigError(f"shots: expected null (exact) or an integer >= 1, got {shots!r}")
+    loaded = load_checkpoint(checkpoint)
+    data_cfg = _data_config(loaded, data, data_root)
+    data_cfg.hflip = False
+    splits = build_datasets(data_cfg)
+    where = f"dataset {data_cfg.name!r}" + (f" at {data_cfg.root}" if data_cfg.root else "")
+    _check_classes(loaded, list(splits.classes), where)
+    dev = resolve_device(device)
+    model = loaded.model
+    ctx = make_step_context(model, dev, amp, loaded.config.channels_last)
+    prepare_model(model, ctx)
+    n_circuits = set_shots(model, shots, shots_seed, dev)
+    if shots is not None and n_circuits == 0:
+        raise ConfigError(
+            f"--shots {shots}: checkpoint {checkpoint} has no quantum head (head "
+            f"{loaded.config.model.head!r}); shots apply to AE-VQC heads only"
+        )
+    dataset = splits.test if split == "test" else splits.train
+    if split == "train" and hasattr(dataset, "train"):
+        dataset.train = False  # no augmentation when measuring
+    loader, _ = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=shots_seed,
+                            num_workers=0, pin_memory=dev.type == "cuda")
+    torch.manual_seed(shots_seed)
+    metrics = evaluate_model(model, loader, ctx, loaded.classes)
+    result: dict[str, Any] = {
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "loss": metrics["loss"],
+        "n": metrics["n"],
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
+        "classes": loaded.classes,
+        "checkpoint": str(checkpoint),
+        "epoch": loaded.epoch,
+        "dataset": data_cfg.name,
+        "data_root": data_cfg.root,
+        "split": split,
+        "shots": shots,
+        "shots_seed": shots_seed if shots is not None else None,
+    }
+    if write:
+        folder = Path(out) if out is not None else Path(checkpoint).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{Path(checkpoint).stem}.eval"
+        if split != "test":
+            stem += f".{split}"
+        if shots is not None:
+            stem += f".shots{shots}"
+        files = {
+            "json": folder / f"{stem}.json",
+            "confusion_csv": folder / f"{stem}.confusion.csv",
+            "confusion_png": folder / f"{stem}.confusion.png",
+        }
+        result["files"] = {k: str(v) for k, v in files.items()}
+        write_confusion_csv(files["confusion_csv"], metrics["confusion_matrix"], loaded.classes)
+        title = (f"{Path(checkpoint).name}: acc {metrics['accuracy']:.3f}, "
+                 f"macro-F1 {metrics['macro_f1']:.3f}")
+        plot_confusion(files["confusion_png"], metrics["confusion_matrix"], loaded.classes, title)
+        files["json"].write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    from qhead.data.loading import is_image_file
+
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not found:
+                print(f"qhead predict: warning: no image files in {path}", file=sys.stderr)
+            paths.extend(found)
+        else:
+            paths.append(path)  # missing/bad files are reported per row, not fatal
+    return paths
+
+
+def predict(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """Predicts the class of image files (folders are searched recursively).
+
+    Unreadable files do not stop the others: their row has ``status="error"`` and the
+    reason, and the reason is printed on stderr.
+
+    Args:
+        checkpoint: a checkpoint written by ``qhead train``.
+        inputs: image files and/or folders.
+        out: CSV file to write (``None``: no file).
+        batch_size: images per forward pass.
+        device: ``auto``, ``cpu``, ``cuda``…
+
+    Returns:
+        one dict per file: ``path``, ``status`` (``ok``/``error``), ``error``,
+        ``predicted`` (class name), ``confidence``, ``prob_<class>`` per class.
+    """
+    from qhead.data import load_image
+
+    loaded = load_checkpoint(checkpoint)
+    paths = _expand_inputs(inputs)
+    if not paths:
+        raise DataError("qhead predict: no input images (give files or folders with images)")
+    dev = resolve_device(device)
+    model = loaded.model
+    ctx = make_step_context(model, dev, "auto", loaded.config.channels_last)
+    prepare_model(model, ctx)
+    size, normalize = loaded.config.model.image_size, loaded.config.data.normalize
+    rows: list[dict[str, Any]] = []
+    batch: list[tuple[int, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        images = torch.stack([b[1] for b in batch])
+        with torch.no_grad(), ctx.autocast():
+            probs = torch.softmax(model(ctx.to_device(images)).float(), dim=1).cpu()
+        for (row_index, _), p in zip(batch, probs, strict=True):
+            k = int(p.argmax())
+            rows[row_index].update(predicted=loaded.classes[k], confidence=float(p[k]))
+            for name, value in zip(loaded.classes, p.tolist(), strict=True):
+                rows[row_index][f"prob_{name}"] = value
+        batch.clear()
+
+    for path in paths:
+        row: dict[str, Any] = {"path": str(path), "status": "ok", "error": ""}
+        rows.append(row)
+        try:
+            image = load_image(path, size, normalize)
+        except (DataError, OSError) as error:
+            row.update(status="error", error=str(error))
+            print(f"qhead predict: skipped {path}: {error}", file=sys.stderr)
+            continue
+        batch.append((len(rows) - 1, image))
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(predictions_csv(rows, loaded.classes))
+    return rows
+
+
+def predictions_csv(rows: list[dict[str, Any]], classes: list[str]) -> str:
+    """The CSV text of :func:`predict`'s rows (probabilities with 6 decimals)."""
+    columns = ["path", "status", "predicted", "confidence", *[f"prob_{c}" for c in classes],
+               "error"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
