@@ -179,3 +179,12 @@ def test_cache_decodes_once(tmp_path, make_image):
     after = [splits.train[i][0] for i in range(len(splits.train))]
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert splits.train.decode(0).dtype == torch.uint8
+
+
+def test_32_bit_integer_and_float_tiff(tmp_path):
+    Image.fromarray(np.array([[0, 257 * 200, 65535]], np.int32), "I").save(tmp_path / "i.tif")
+    assert Image.open(tmp_path / "i.tif").mode == "I"
+    assert rgb(tmp_path / "i.tif")[0, :, 2].tolist() == [0, 200, 255]
+    Image.fromarray(np.array([[-5.0, 100.4, 300.0]], np.float32), "F").save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    assert rgb(tmp_path / "f.tif")[0, :, 0].tolist() == [0, 100, 255]
