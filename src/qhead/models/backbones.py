@@ -85,14 +85,18 @@ class ResNet18Backbone(Backbone):
 
 
 def maxvit_block_input_sizes(image_size: int, n_blocks: int = 4) -> list[int]:
-    """Spatial side at the input of each MaxViT block (torchvision's stem/stride rules)."""
+    """Side of the attention grid in each MaxViT block (S/4, S/8, S/16, S/32).
+
+    Mirrors torchvision's ``_make_block_input_shapes``: the stem halves the image and each
+    block starts with a stride-2 MBConv.
+    """
 
     def conv_out(s: int) -> int:  # kernel 3, stride 2, padding 1
         return (s - 3 + 2) // 2 + 1
 
     side = conv_out(image_size)
-    sizes = [side]
-    for _ in range(n_blocks - 1):
+    sizes = []
+    for _ in range(n_blocks):
         side = conv_out(side)
         sizes.append(side)
     return sizes
@@ -101,12 +105,13 @@ def maxvit_block_input_sizes(image_size: int, n_blocks: int = 4) -> list[int]:
 class MaxViTTBackbone(Backbone):
     """torchvision MaxViT-T without its classifier: ``[B, 3, 224, 224] -> [B, 512, 7, 7]``.
 
-    MaxViT attends within ``p × p`` windows and grids, so the input of every block
-    (S/2, S/4, S/8, S/16) must be divisible by the partition size ``p``; torchvision's
-    ``maxvit_t`` uses ``p = 7``, which needs ``S`` to be a multiple of 112 (224 is the
-    paper's size). With ``partition_size=None`` the largest ``p <= 7`` that fits ``S`` is
-    chosen (e.g. 4 at 64×64), which changes only the attention-bias tables, not the
-    feature-map shape. Submodule names equal torchvision's (``stem``, ``blocks``).
+    MaxViT attends within ``p × p`` windows and grids, so the map of every block
+    (S/4, S/8, S/16, S/32) must be divisible by the partition size ``p``; torchvision's
+    ``maxvit_t`` uses ``p = 7``, which needs ``S`` to be a multiple of 224 (the paper's
+    size). With ``partition_size=None`` the largest ``p <= 7`` that fits ``S`` is chosen
+    (e.g. 2 at 64×64, 3 at 96×96), which changes only the attention windows and their
+    bias tables, not the feature-map shape. Submodule names equal torchvision's
+    (``stem``, ``blocks``).
     """
 
     classical_head = "maxvit-classical"
@@ -124,8 +129,7 @@ class MaxViTTBackbone(Backbone):
                 raise ConfigError(
                     f"model.image_size: maxvit_t cannot run at {image_size}x{image_size}: its "
                     f"block inputs {sizes} must share a divisor (the partition size) >= 2; "
-                    "use a multiple of 32 (a multiple of 112, e.g. 224, keeps torchvision's "
-                    "partition size 7)"
+                    "use a multiple of 32 (a multiple of 224 keeps torchvision's partition size 7)"
                 )
         if (
             not isinstance(partition_size, int)
@@ -234,7 +238,7 @@ def _resnet18(image_size: int) -> Backbone:
 
 @BACKBONES.register("maxvit_t")
 def _maxvit_t(image_size: int, partition_size: int | None = None) -> Backbone:
-    """torchvision MaxViT-T (no weights); 512×7×7 at 224; image_size a multiple of 32."""
+    """torchvision MaxViT-T (no weights); 512×7×7 at 224; image_size a multiple of 32 (64 works)."""
     return MaxViTTBackbone(image_size, partition_size)
 
 
@@ -407,7 +411,13 @@ def load_local_weights(module: nn.Module, path: str, head_prefixes: tuple[str, .
         raise ConfigError(f"model.pretrained: {str(file)!r} does not hold a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in data.items()}
     state = {k: v for k, v in state.items() if not k.startswith(head_prefixes)}
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        detail = " ".join(str(error).split())[:400]
+        raise ConfigError(
+            f"model.pretrained: {str(file)!r} does not fit the backbone: {detail}"
+        ) from None
     if result.missing_keys or result.unexpected_keys:
         raise ConfigError(
             f"model.pretrained: {str(file)!r} does not fit the backbone: "

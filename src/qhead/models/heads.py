@@ -239,9 +239,7 @@ class QuantumHead(Head):
             )
         except UnknownNameError as error:
             raise ConfigError(f"model.head_options.ansatz: {error}") from None
-        except ConfigError:
-            raise
-        except (TypeError, ValueError, KeyError) as error:
+        except (ConfigError, TypeError, ValueError, KeyError) as error:
             raise ConfigError(
                 f"model.head_options: cannot build the AE-VQC circuit: {error}"
             ) from None
@@ -440,15 +438,16 @@ def _check_quantum_options(options: dict[str, Any]) -> None:
     ao = options.get("ansatz_options")
     if ao is not None and not isinstance(ao, dict):
         raise ConfigError(f"{where}.ansatz_options: expected a mapping, got {ao!r}")
-    if "ansatz" in options:
-        try:
-            from qhead.quantum import ANSATZES
-        except ImportError:
-            return  # the quantum layer checks the name when the head is built
-        try:
-            ANSATZES.get(options["ansatz"])
-        except UnknownNameError as error:
-            raise ConfigError(f"{where}.ansatz: {error}") from None
+    try:
+        from qhead.quantum import build_ansatz
+    except ImportError:
+        return  # the quantum layer checks the ansatz when the head is built
+    try:
+        build_ansatz(options.get("ansatz", "ansatz1"), **(ao or {}))
+    except UnknownNameError as error:
+        raise ConfigError(f"{where}.ansatz: {error}") from None
+    except ConfigError as error:
+        raise ConfigError(f"{where}.ansatz_options: {error}") from None
 
 
 def validate_head(name: str, options: dict[str, Any]) -> None:

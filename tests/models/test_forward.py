@@ -1,0 +1,166 @@
+"""Every head forward and backward on both paper backbones, at 64×64 and 224×224.
+
+The 64×64 tests run the whole model; the default 224×224 tests run each head on the
+backbone's real 224×224 feature map (one backbone pass shared by all heads); the full
+end-to-end 224×224 runs are marked slow (MaxViT-T is seconds per pass on a CPU).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from qhead.models import (
+    Classifier,
+    ModelConfig,
+    build_backbone,
+    build_head,
+    build_model,
+    discover_feature_shape,
+    resolve_head,
+)
+
+BACKBONES = ("resnet18", "maxvit_t")
+HEAD_CASES = {
+    "classical": {},
+    "avg-linear": {},
+    "max-linear": {},
+    "flatten-linear": {},
+    "maxvit-classical": {},
+    "quantum": {"ansatz": "ansatz1", "hidden": [8]},
+    "quantum-ansatz2": {"ansatz": "ansatz2", "measured_wires": 4},
+    "quantum-frozen": {"freeze_circuit": True, "measured_wires": [1, 3]},
+    "twin": {"measured_wires": 6, "hidden": [8], "activation": "relu"},
+}
+
+
+def _head_name(case: str) -> str:
+    return case.split("-")[0] if case.startswith("quantum") else case
+
+
+@pytest.fixture(autouse=True)
+def _quiet_lint():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        yield
+
+
+@pytest.fixture(scope="module")
+def backbones_64():
+    torch.manual_seed(0)
+    return {name: build_backbone(name, 64) for name in BACKBONES}
+
+
+def _check_grads(module: torch.nn.Module) -> None:
+    grads = [p.grad for p in module.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+@pytest.mark.parametrize("backbone_name", BACKBONES)
+def test_head_end_to_end_at_64(backbones_64, backbone_name, case):
+    backbone = backbones_64[backbone_name]
+    backbone.zero_grad(set_to_none=True)
+    cfg = ModelConfig(
+        backbone=backbone_name,
+        head=_head_name(case),
+        num_classes=3,
+        image_size=64,
+        head_options=HEAD_CASES[case],
+    )
+    shape = discover_feature_shape(backbone, 64)
+    head_name = resolve_head(cfg, backbone)
+    head = build_head(head_name, shape, 3, cfg.head_options)
+    model = Classifier(cfg, backbone, head, shape, head_name).train()
+    logits = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    _check_grads(model.head)
+    first = next(model.backbone.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0  # gradient reaches the input side
+    if case == "quantum-frozen":
+        assert model.head.circuit.weights.grad is None
+
+
+@pytest.mark.parametrize("backbone_name", BACKBONES)
+def test_build_model_at_64(backbone_name):
+    model = build_model(ModelConfig(backbone=backbone_name, head="quantum", image_size=64))
+    assert model.feature_shape == (512, 2, 2) and model.n_qubits == 11
+    features = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert features.shape == (1, 512, 2, 2)
+    assert model.forward_head(features, pre_logits=True).shape == (1, 11)
+
+
+@pytest.fixture(scope="module")
+def features_224():
+    """Each backbone's real feature map of one 224×224 image."""
+    torch.manual_seed(0)
+    out = {}
+    for name in BACKBONES:
+        backbone = build_backbone(name, 224).eval()
+        with torch.no_grad():
+            out[name] = backbone(torch.randn(1, 3, 224, 224))
+    return out
+
+
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+@pytest.mark.parametrize("backbone_name", BACKBONES)
+def test_head_on_224_feature_map(features_224, backbone_name, case):
+    features = features_224[backbone_name].clone().requires_grad_(True)
+    assert features.shape == (1, 512, 7, 7)
+    cfg = ModelConfig(
+        backbone=backbone_name, head=_head_name(case), num_classes=4, head_options=HEAD_CASES[case]
+    )
+    head = build_head(resolve_head(cfg), (512, 7, 7), 4, cfg.head_options).train()
+    if hasattr(head, "n_qubits"):
+        assert head.n_qubits == 15
+    logits = head(features)
+    assert logits.shape == (1, 4) and torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, torch.tensor([1])).backward()
+    _check_grads(head)
+    assert features.grad is not None and torch.isfinite(features.grad).all()
+    assert features.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+@pytest.mark.parametrize("backbone_name", BACKBONES)
+def test_head_end_to_end_at_224(backbone_name, case):
+    model = build_model(
+        ModelConfig(
+            backbone=backbone_name,
+            head=_head_name(case),
+            num_classes=3,
+            head_options=HEAD_CASES[case],
+        )
+    )
+    logits = model(torch.randn(1, 3, 224, 224))
+    assert logits.shape == (1, 3) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    _check_grads(model.head)
+    _check_grads(model.backbone)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+@pytest.mark.parametrize("backbone_name", BACKBONES)
+def test_head_end_to_end_on_cuda(backbone_name, case):
+    model = build_model(
+        ModelConfig(
+            backbone=backbone_name,
+            head=_head_name(case),
+            num_classes=3,
+            head_options=HEAD_CASES[case],
+        )
+    ).cuda()
+    x = torch.randn(2, 3, 224, 224, device="cuda")
+    logits = model(x)
+    assert logits.device.type == "cuda" and logits.shape == (2, 3)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2], device="cuda")).backward()
+    _check_grads(model.head)
+    cpu = model.cpu().eval()
+    torch.testing.assert_close(cpu(x.cpu()), model.cuda().eval()(x).cpu(), rtol=1e-3, atol=1e-3)
