@@ -141,8 +141,9 @@ def decode_image(
         raise
     except UnidentifiedImageError:
         raise DataError(f"{label} is not a readable image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError, TypeError, EOFError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"image file {label} is too large to decode safely: {error}") from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError) as error:
         raise DataError(f"image file {label} is corrupt or truncated: {error}") from None
 
 
