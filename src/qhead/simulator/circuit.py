@@ -172,6 +172,7 @@ class _Plan:
     tail_perm: tuple[Op, ...]
     product: _Local | None  # set when the circuit has one-qubit gates only
     uses_no_params: bool = False
+    product_needs_x: bool = True
     _cache: dict = field(default_factory=dict)
 
     def index(self, ops: tuple[Op, ...], device) -> torch.Tensor:
@@ -241,7 +242,14 @@ def _compile(ops: tuple[Op, ...], n: int, wires: tuple[int, ...], shape: tuple[i
     used = [op for op in body_ops if op.param is not None]
     if product is not None:
         used = [op for s in product.slots for _, p in s.values() if p for op in p]
-    return _Plan(n, wires, shape, body, tail_perm, product, uses_no_params=not used)
+    # Products of {RX, X, Z} keep Z within span{Z, Y} and products of {RZ, Z, X} within
+    # span{Z}: ⟨Y⟩ = 0 for real states, so ⟨X⟩₀ is not needed.
+    names = {op.name for op in ops}
+    needs_x = not (names <= {"RX", "X", "Z"} or names <= {"RZ", "Z", "X"})
+    return _Plan(
+        n, wires, shape, body, tail_perm, product,
+        uses_no_params=not used, product_needs_x=needs_x,
+    )
 
 
 def _fused_matrices(local: _Local, weights: torch.Tensor, real_dtype: torch.dtype) -> torch.Tensor:
@@ -265,28 +273,124 @@ def _fused_matrices(local: _Local, weights: torch.Tensor, real_dtype: torch.dtyp
     return eye if fused is None else fused
 
 
+# One-qubit gates on the first / last few wires are applied together as one
+# 2^k × 2^k matrix (Kronecker product of the fused per-wire matrices): for those wires
+# the state reshapes to a plain (batched) matrix product without any copy, which is
+# much faster than k separate passes. Gates on wires in between are applied one by one.
+_END_BLOCK = 5
+
+
+def _blocks(wires: list[int], n: int) -> list[tuple[int, int]]:
+    """(first position in ``wires``, count) groups: end blocks of ≤ _END_BLOCK wires, else 1."""
+    present = set(wires)
+    head = 0
+    while head < min(_END_BLOCK, n) and head in present:
+        head += 1
+    tail = 0
+    while tail < min(_END_BLOCK, n - head) and (n - 1 - tail) in present:
+        tail += 1
+    out: list[tuple[int, int]] = []
+    pos = 0
+    if head >= 2:
+        out.append((0, head))
+        pos = head
+    stop = len(wires) - (tail if tail >= 2 else 0)
+    while pos < stop:
+        out.append((pos, 1))
+        pos += 1
+    if tail >= 2:
+        out.append((stop, tail))
+    return out
+
+
+def _apply_block(state: torch.Tensor, matrix: torch.Tensor, first_wire: int) -> torch.Tensor:
+    """Applies a 2^k × 2^k matrix to wires first_wire … first_wire+k−1 (first = MSB)."""
+    n = state.dim() - 1
+    dim = matrix.shape[-1]
+    k = dim.bit_length() - 1
+    batch = state.shape[0]
+    lo, hi = 2**first_wire, 2 ** (n - first_wire - k)
+    if matrix.is_complex() != state.is_complex():
+        dtype = matrix.dtype if matrix.is_complex() else state.dtype
+        state, matrix = state.to(dtype), matrix.to(dtype)
+    if hi == 1:
+        out = state.reshape(batch * lo, dim) @ matrix.T
+    else:
+        out = torch.matmul(matrix, state.reshape(batch, lo, dim, hi))
+    return out.reshape(state.shape)
+
+
 def _apply_local(state: torch.Tensor, local: _Local, weights: torch.Tensor) -> torch.Tensor:
     real_dtype = state.real.dtype if state.is_complex() else state.dtype
     mats = _fused_matrices(local, weights, real_dtype)
-    for pos, wire in enumerate(local.wires):
-        state = apply_matrix(state, mats[pos], wire)
+    for start, k in _blocks(local.wires, state.dim() - 1):
+        if k == 1:
+            state = apply_matrix(state, mats[start], local.wires[start])
+            continue
+        block = mats[start]
+        for i in range(start + 1, start + k):
+            block = torch.kron(block, mats[i])
+        state = _apply_block(state, block, local.wires[start])
     return state
 
 
-def _pair_terms(state: torch.Tensor, wire: int) -> torch.Tensor:
-    """Σ_j ψ_j ψ_{j⊕bit(wire)} over bit(wire)=0 (= ⟨X_wire⟩/2 for a real state): ``[B]``."""
+class _ZX(torch.autograd.Function):
+    """⟨Z_k⟩ and ⟨X_k⟩ of a real state for m wires, with an allocation-light backward.
+
+    Forward: z = ψ² @ signs (one matmul for all wires); x_k = 2 Σ ψ_j ψ_{j⊕k} (one
+    pass per wire). Backward: ∂z_k/∂ψ = 2ψ·s_k, so the Z part for all wires is one
+    matmul and one product; ∂x_k/∂ψ = 2 X_k ψ is accumulated in place per wire.
+    """
+
+    @staticmethod
+    def forward(ctx, flat, signs, splits, need_x):
+        z = flat.square() @ signs
+        if need_x:
+            parts = []
+            for lo, hi in splits:
+                v0, v1 = flat.view(flat.shape[0], lo, 2, hi).unbind(2)
+                parts.append((v0 * v1).sum(dim=(1, 2)))
+            x = 2 * torch.stack(parts, dim=1)
+        else:
+            x = torch.zeros_like(z)
+        ctx.save_for_backward(flat, signs)
+        ctx.splits, ctx.need_x = splits, need_x
+        return z, x
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gz, gx):
+        flat, signs = ctx.saved_tensors
+        batch = flat.shape[0]
+        grad = torch.zeros_like(flat) if gz is None else 2 * flat * (gz @ signs.T)
+        if ctx.need_x and gx is not None:
+            for k, (lo, hi) in enumerate(ctx.splits):
+                g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
+                v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
+                coef = (2 * gx[:, k]).view(batch, 1, 1)
+                g0.addcmul_(v1, coef)
+                g1.addcmul_(v0, coef)
+        return grad, None, None, None
+
+
+def z_and_x(state: torch.Tensor, wires: Sequence[int], need_x: bool = True):
+    """⟨Z_k⟩₀ and ⟨X_k⟩₀ of a real state for each wire k of ``wires``: two ``[B, m]``."""
+    if state.is_complex():
+        raise ValueError("z_and_x needs a real state (amplitude-encoded states are real)")
     n = state.dim() - 1
-    view = state.reshape(state.shape[0], 2**wire, 2, 2 ** (n - wire - 1))
-    return (view[:, :, 0] * view[:, :, 1]).sum(dim=(1, 2))
+    flat = state.reshape(state.shape[0], -1)
+    signs = z_signs(n, wires, flat.dtype, flat.device)
+    splits = tuple((2**w, 2 ** (n - w - 1)) for w in wires)
+    return _ZX.apply(flat, signs, splits, need_x)
 
 
 def product_expval_z(
-    state: torch.Tensor, matrices: torch.Tensor, wires: Sequence[int]
+    state: torch.Tensor, matrices: torch.Tensor, wires: Sequence[int], need_x: bool = True
 ) -> torch.Tensor:
     """⟨Z_k⟩ after one one-qubit unitary per measured wire, without evolving the state.
 
     With ρ_k = [[a, c], [c, b]] the reduced density matrix of wire k of the real state
-    ψ (a = P(0), b = P(1), c = Σ ψ_j ψ_{j⊕k}) and M the wire's unitary,
+    ψ (a = P(0), b = P(1), 2c = ⟨X_k⟩₀) and M the wire's unitary,
     ⟨Z_k⟩ = (|m00|²−|m10|²)·a + (|m01|²−|m11|²)·b + 2·Re(m00 m01* − m10 m11*)·c.
     Cost O(2^n·m) instead of O(2^n·gates).
 
@@ -294,22 +398,19 @@ def product_expval_z(
         state: real state ``[B] + [2] * n``.
         matrices: ``[m, 2, 2]`` (real or complex), one per wire of ``wires``.
         wires: the m measured wires.
+        need_x: set False when the X coefficient is structurally zero (skips m passes).
 
     Returns:
         ``[B, m]``.
     """
-    if state.is_complex():
-        raise ValueError("product_expval_z needs a real state (amplitude-encoded states are real)")
-    n = state.dim() - 1
-    probs = probabilities(state)
-    z0 = probs @ z_signs(n, wires, probs.dtype, probs.device)  # a − b
-    c = torch.stack([_pair_terms(state, w) for w in wires], dim=1)
+    z0, x0 = z_and_x(state, wires, need_x)
     m = matrices
     a00, a01, a10, a11 = (m[:, i, j].abs().square() for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
     cross = 2 * (m[:, 0, 0] * m[:, 0, 1].conj() - m[:, 1, 0] * m[:, 1, 1].conj()).real
     # a = (1 + z0)/2 and b = (1 − z0)/2 because the state is normalised.
     coef_a, coef_b = a00 - a10, a01 - a11
-    return (coef_a + coef_b) / 2 + (coef_a - coef_b) / 2 * z0 + cross * c
+    out = (coef_a + coef_b) / 2 + (coef_a - coef_b) / 2 * z0
+    return out + cross / 2 * x0 if need_x else out
 
 
 def ansatz1_closed_form(
@@ -335,21 +436,17 @@ def ansatz1_closed_form(
     Returns:
         ``[B, m]``.
     """
-    if state.is_complex():
-        raise ValueError("ansatz1_closed_form needs a real state")
+    if gate not in ("RX", "RY", "RZ"):
+        raise ValueError(f"gate must be one of RX, RY, RZ, got {gate!r}")
     n = state.dim() - 1
     wires = list(range(n)) if wires is None else list(wires)
     theta = weights.sum(dim=0)[wires].to(state.dtype)  # [m]
-    probs = probabilities(state)
-    z0 = probs @ z_signs(n, wires, probs.dtype, probs.device)
+    z0, x0 = z_and_x(state, wires, need_x=gate == "RY")
     if gate == "RZ":
-        return z0
+        return z0 + 0 * theta  # keeps the weights in the graph (zero gradient)
     if gate == "RX":
         return torch.cos(theta) * z0
-    if gate == "RY":
-        x0 = 2 * torch.stack([_pair_terms(state, w) for w in wires], dim=1)
-        return torch.cos(theta) * z0 - torch.sin(theta) * x0
-    raise ValueError(f"gate must be one of RX, RY, RZ, got {gate!r}")
+    return torch.cos(theta) * z0 - torch.sin(theta) * x0
 
 
 _APPLY = {
@@ -416,7 +513,7 @@ def _run_plan(plan, state, weights, wires, shots, generator) -> torch.Tensor:
         full = torch.stack(
             [mats[local.wires.index(w)] if w in local.wires else eye for w in wires]
         )
-        return product_expval_z(state, full, wires)
+        return product_expval_z(state, full, wires, need_x=plan.product_needs_x)
     for segment in plan.body:
         if isinstance(segment, _Perm):
             state = apply_permutation(state, plan.index(segment.ops, state.device))

@@ -58,6 +58,28 @@ def check_finite_rows(x: torch.Tensor) -> None:
         )
 
 
+def _normalise(flat: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their norm; all-zero rows → e_0 with zero gradient. ``[B, N]``."""
+    tiny = torch.finfo(flat.dtype).tiny
+    ok = (norm > tiny**0.5) & torch.isfinite(norm)
+    if bool(ok.all()):
+        return flat / norm
+    # Rare path: zero rows, or norms that under/overflow in the sum of squares.
+    # Dividing by the (detached) largest magnitude first keeps the sum of squares in
+    # range; the result is scale invariant, so the detached scale leaves the gradient
+    # unchanged.
+    scale = flat.detach().abs().amax(dim=1, keepdim=True)
+    zero = scale == 0
+    scaled = flat / torch.where(zero, torch.ones_like(scale), scale)
+    sq = (scaled * scaled).sum(dim=1, keepdim=True)
+    # The double `where` keeps zero rows out of sqrt/divide in both passes (no NaN grads).
+    norm = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
+    state = scaled / norm
+    basis0 = torch.zeros_like(state[:1])
+    basis0[:, 0] = 1
+    return torch.where(zero, basis0, state)
+
+
 def amplitude_encode(
     x: torch.Tensor, n_qubits: int | None = None, *, check_finite: bool = True
 ) -> torch.Tensor:
@@ -93,23 +115,12 @@ def amplitude_encode(
             f"n_qubits={n_qubits} cannot hold {n_features} features; need at least "
             f"{num_qubits(n_features)}"
         )
-    if check_finite:
-        check_finite_rows(flat)
     dim = 2**n
+    norm = torch.linalg.vector_norm(flat, dim=1, keepdim=True)
+    # NaN/inf features make the norm non-finite; only then is the full scan needed.
+    if check_finite and not bool(torch.isfinite(norm).all()):
+        check_finite_rows(flat)
+    state = _normalise(flat, norm)
     if dim > n_features:
-        flat = torch.nn.functional.pad(flat, (0, dim - n_features))
-    # Dividing by the (detached) largest magnitude first keeps tiny or huge rows from
-    # under/overflowing in the sum of squares; the result is scale invariant, so the
-    # detached scale does not change the gradient.
-    scale = flat.detach().abs().amax(dim=1, keepdim=True)
-    zero = scale == 0
-    scaled = flat / torch.where(zero, torch.ones_like(scale), scale)
-    sq = (scaled * scaled).sum(dim=1, keepdim=True)
-    # The double `where` keeps zero rows out of sqrt/divide in both passes (no NaN grads).
-    norm = torch.sqrt(torch.where(zero, torch.ones_like(sq), sq))
-    state = scaled / norm
-    if bool(zero.any()):
-        basis0 = torch.zeros_like(state[:1])
-        basis0[:, 0] = 1
-        state = torch.where(zero, basis0, state)
+        state = torch.nn.functional.pad(state, (0, dim - n_features))
     return state.reshape([batch] + [2] * n)

@@ -128,7 +128,7 @@ def apply_matrix(state: torch.Tensor, matrix: torch.Tensor, wire: int) -> torch.
         raise ValueError(f"expected a [2, 2] or [B, 2, 2] matrix, got {tuple(matrix.shape)}")
     batch = state.shape[0]
     view = state.reshape(batch, 2**wire, 2, 2 ** (n - wire - 1))
-    s0, s1 = view[:, :, 0], view[:, :, 1]
+    s0, s1 = view.unbind(2)  # unbind's backward is one stack, not two zero-filled copies
     m = matrix if matrix.dim() == 2 else matrix[:, None, None]
     new0 = m[..., 0, 0] * s0 + m[..., 0, 1] * s1
     new1 = m[..., 1, 0] * s0 + m[..., 1, 1] * s1
@@ -155,7 +155,8 @@ def rz(state: torch.Tensor, theta: float | torch.Tensor, wire: int) -> torch.Ten
         phase = phase[:, None, None]
     batch = state.shape[0]
     view = state.reshape(batch, 2**wire, 2, 2 ** (n - wire - 1))
-    out = torch.stack((view[:, :, 0] * phase.conj(), view[:, :, 1] * phase), dim=2)
+    s0, s1 = view.unbind(2)
+    out = torch.stack((s0 * phase.conj(), s1 * phase), dim=2)
     return out.reshape(state.shape)
 
 
