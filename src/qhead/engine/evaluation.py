@@ -246,7 +246,11 @@ def predict(
     model = loaded.model
     ctx = make_step_context(model, dev, "auto", loaded.config.channels_last)
     prepare_model(model, ctx)
+    from qhead.data.prepare import crop_bottom_for
+
     size, normalize = loaded.config.model.image_size, loaded.config.data.normalize
+    # raw files of a dataset whose preparer crops (aircraft737's banner) get the same crop
+    crop = crop_bottom_for(loaded.config.data.name)
     rows: list[dict[str, Any]] = []
     batch: list[tuple[int, torch.Tensor]] = []
 
@@ -267,7 +271,7 @@ def predict(
         row: dict[str, Any] = {"path": str(path), "status": "ok", "error": ""}
         rows.append(row)
         try:
-            image = load_image(path, size, normalize)
+            image = load_image(path, size, normalize, crop_bottom=crop)
         except (DataError, OSError) as error:
             row.update(status="error", error=str(error))
             print(f"qhead predict: skipped {path}: {error}", file=sys.stderr)
