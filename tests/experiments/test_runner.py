@@ -23,10 +23,13 @@ FAKE_TRAIN = textwrap.dedent(
     import yaml
     args = sys.argv[1:]
     assert args[:3] == ["-m", "qhead", "train"], args
-    out = args[args.index("--out") + 1]
     overrides = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+    out = overrides.pop("out")
+    assert overrides.pop("progress") == "false"
+    threads = overrides.pop("threads")
     with open(os.path.join(out, "calls.jsonl"), "a") as f:
-        f.write(json.dumps({{"args": args, "omp": os.environ.get("OMP_NUM_THREADS")}}) + "\\n")
+        f.write(json.dumps({{"args": args, "omp": os.environ.get("OMP_NUM_THREADS"),
+                            "threads": threads}}) + "\\n")
     config = {{}}
     for key, value in overrides.items():
         node = config
@@ -76,8 +79,8 @@ def test_command_carries_preset_overrides_and_resume(tmp_path):
     command = train_command(item, threads=2, python="py")
     assert command[:4] == ["py", "-m", "qhead", "train"]
     assert "--preset" not in command  # no paper preset for small_cnn/digits
-    assert ["--out", str(tmp_path / "digits/small_cnn/quantum/seed0")] == command[4:6]
-    assert command[6:8] == ["--threads", "2"]
+    assert command[-3:] == [f"out={tmp_path / 'digits/small_cnn/quantum/seed0'}", "threads=2",
+                            "progress=false"]
     for arg in ("epochs=1", "seed=0", "model.head=quantum", "data.name=digits"):
         assert arg in command
     assert "--resume" not in command
@@ -97,7 +100,7 @@ def test_runs_skips_and_resumes(tmp_path, fake_python):
                 for a in ("classical", "quantum")]
     for run_dir in run_dirs:
         calls = _calls(run_dir)
-        assert len(calls) == 1 and calls[0]["omp"] == "2"  # 4 cores / 2 jobs
+        assert len(calls) == 1 and calls[0]["omp"] == calls[0]["threads"] == "2"  # 4 cores / 2
         assert (run_dir / "cell.json").exists() and (run_dir / "train.log").exists()
 
     # the same command again: everything is finished, nothing runs

@@ -22,7 +22,7 @@ from qhead.experiments.runner import format_plan, plan, run_plan, threads_per_jo
 
 BUDGET_KEYS: dict[str, tuple[str, ...]] = {
     "epochs": ("epochs",),
-    "image_size": ("data.image_size", "model.image_size"),
+    "image_size": ("image_size",),
     "batch_size": ("batch_size",),
 }
 """Budget flags → the dotted config keys they set (recorded in every run's config.yaml)."""

@@ -184,6 +184,14 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
                 + " |"
             )
         out.append("")
+    mixed = sorted({f"{r.dataset}/{r.backbone}" for r in rows if "|" in r.budget})
+    if mixed:
+        out.append(
+            "**Warning: runs with different budgets are mixed in "
+            + ", ".join(mixed)
+            + "** (values separated by `|` above); report each budget's runs dir separately."
+        )
+        out.append("")
     lines = conclusions(rows)
     if lines:
         out.append("## Conclusions (95 %, seed-paired)")
@@ -301,8 +309,14 @@ def plot_scores(rows: Sequence[ArmRow], path: Path) -> None:
     plt.close(fig)
 
 
+CURVE_COLUMNS = ("train_loss", "test_loss", "test_acc", "test_macro_f1")
+"""metrics.csv columns plotted as learning curves (the engine's names), in this order."""
+
+
 def _curve_columns(columns: dict[str, list[float]]) -> list[str]:
-    wanted = [c for c in columns if c != "epoch" and ("loss" in c or "acc" in c or "f1" in c)]
+    wanted = [c for c in CURVE_COLUMNS if c in columns]
+    if not wanted:  # another writer's names: anything that looks like a loss or a score
+        wanted = [c for c in columns if c != "epoch" and ("loss" in c or "acc" in c or "f1" in c)]
     return wanted[:4]
 
 

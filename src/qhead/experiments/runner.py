@@ -100,12 +100,44 @@ def train_command(
     command = [python or sys.executable, "-m", "qhead", "train"]
     if item.cell.preset is not None:
         command += ["--preset", item.cell.preset]
-    command += ["--out", str(item.run_dir), "--threads", str(threads)]
     if item.status.state == "resume":
         command.append("--resume")
     command.extend(extra_args)
-    command.extend(format_override(k, v) for k, v in item.overrides.items())
+    command.extend(train_overrides(item, threads))
     return command
+
+
+def train_overrides(item: PlannedCell, threads: int) -> list[str]:
+    """The cell's dotted overrides plus where to write and how many threads to use.
+
+    ``out``, ``threads`` and ``progress`` are not part of the cell's identity (a run
+    moved to another dir or machine is the same run), so they come after the overrides.
+    """
+    items = [format_override(k, v) for k, v in item.overrides.items()]
+    items += [f"out={item.run_dir}", f"threads={threads}", "progress=false"]
+    return items
+
+
+def train_in_process(item: PlannedCell, threads: int, log: Path) -> int:
+    """Trains one cell in this process with :func:`qhead.engine.train`; returns 0 or 1.
+
+    Same configuration as the subprocess launcher (same preset and overrides), without
+    the interpreter start-up per cell; the engine's output goes to ``log``.
+    """
+    import contextlib
+    import traceback
+
+    from qhead.engine import load_config, train
+
+    with log.open("a") as handle, contextlib.redirect_stdout(handle), \
+            contextlib.redirect_stderr(handle):
+        try:
+            cfg = load_config(preset=item.cell.preset, overrides=train_overrides(item, threads))
+            train(cfg, resume=item.status.state == "resume")
+        except Exception:
+            traceback.print_exc(file=handle)
+            return 1
+    return 0
 
 
 @dataclass
@@ -145,6 +177,7 @@ def run_plan(
     python: str | None = None,
     echo: Callable[[str], None] = print,
     poll_seconds: float = 0.5,
+    in_process: bool = False,
 ) -> GridOutcome:
     """Trains every cell that is not finished, ``jobs`` processes at a time.
 
@@ -158,6 +191,8 @@ def run_plan(
         python: interpreter (default: the current one).
         echo: where progress lines go.
         poll_seconds: how often running processes are polled.
+        in_process: train the cells one after another in this process (no subprocess,
+            ``jobs`` must be 1); for notebooks and tests.
 
     Returns:
         The :class:`GridOutcome`; each process's output is in ``<run_dir>/train.log``.
@@ -176,8 +211,19 @@ def run_plan(
                 shutil.rmtree(item.run_dir)
                 item = PlannedCell(item.cell, item.run_dir, item.overrides, CellStatus("new"))
             queue.append(item)
-    running: list[tuple[PlannedCell, subprocess.Popen, float, Path, Any]] = []
     total = len(queue)
+    if in_process:
+        if jobs != 1:
+            raise ConfigError("--jobs: in-process training runs one cell at a time (jobs=1)")
+        for number, item in enumerate(queue, start=1):
+            write_cell_record(item.run_dir, cell_record(item.cell, item.overrides))
+            echo(f"[{number}/{total}] {item.action} {item.cell.key} (in process)")
+            t0 = time.monotonic()
+            log = item.run_dir / LOG_FILE
+            code = train_in_process(item, threads, log)
+            _record(outcome, RunOutcome(item, code, time.monotonic() - t0, log), echo)
+        return outcome
+    running: list[tuple[PlannedCell, subprocess.Popen, float, Path, Any]] = []
     started = 0
     while queue or running:
         while queue and len(running) < jobs:
@@ -201,14 +247,17 @@ def run_plan(
                 still.append((item, process, t0, log, handle))
                 continue
             handle.close()
-            result = RunOutcome(item, code, time.monotonic() - t0, log)
-            if code == 0:
-                outcome.finished.append(result)
-                echo(f"done     {item.cell.key} in {result.seconds:.0f} s")
-            else:
-                outcome.failed.append(result)
-                echo(f"FAILED   {item.cell.key} (exit {code}); see {log}")
+            _record(outcome, RunOutcome(item, code, time.monotonic() - t0, log), echo)
         running = still
         if running:
             time.sleep(poll_seconds)
     return outcome
+
+
+def _record(outcome: GridOutcome, result: RunOutcome, echo: Callable[[str], None]) -> None:
+    if result.returncode == 0:
+        outcome.finished.append(result)
+        echo(f"done     {result.item.cell.key} in {result.seconds:.0f} s")
+    else:
+        outcome.failed.append(result)
+        echo(f"FAILED   {result.item.cell.key} (exit {result.returncode}); see {result.log}")
