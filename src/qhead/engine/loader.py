@@ -121,6 +121,8 @@ def make_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         drop_last=False,
+        # its own generator: creating an iterator must not draw from the global RNG
+        generator=torch.Generator().manual_seed(seed),
         **kwargs,
     )
     return loader, sampler
