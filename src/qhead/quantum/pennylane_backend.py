@@ -55,7 +55,7 @@ class PennyLaneCircuit:
         device: PennyLane device name.
         shots: ``None`` (exact) or shots per example.
         diff_method: default "backprop" for default.qubit, "adjoint" for
-            lightning.qubit, PennyLane's "best" otherwise.
+            lightning.qubit, PennyLane's "best" otherwise and with shots.
         seed: device seed for shot sampling (devices that accept one).
     """
 
@@ -82,7 +82,9 @@ class PennyLaneCircuit:
             dev = qml.device(device, **kwargs)
         except Exception as error:
             raise ConfigError(f"cannot create PennyLane device {device!r}: {error}") from None
-        method = diff_method or _DIFF_METHODS.get(device, "best")
+        # Backprop/adjoint need exact expectations; with shots PennyLane picks (parameter shift).
+        default = "best" if shots is not None else _DIFF_METHODS.get(device, "best")
+        method = diff_method or default
         gates = {
             "H": lambda op, w: qml.Hadamard(wires=op.wires[0]),
             "X": lambda op, w: qml.PauliX(wires=op.wires[0]),
