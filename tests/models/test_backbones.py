@@ -30,7 +30,8 @@ def test_feature_shape_by_dry_run(name, size, shape):
     backbone.train()
     assert discover_feature_shape(backbone, size) == shape
     assert backbone.training  # mode restored after the eval-mode dry run
-    assert backbone(torch.randn(2, 3, size, size)).shape == (2, *shape)
+    with torch.no_grad():
+        assert backbone(torch.randn(2, 3, size, size)).shape == (2, *shape)
 
 
 def test_resnet18_matches_torchvision_features_exactly():

@@ -1,8 +1,10 @@
 """Every head forward and backward on both paper backbones, at 64×64 and 224×224.
 
-The 64×64 tests run the whole model; the default 224×224 tests run each head on the
-backbone's real 224×224 feature map (one backbone pass shared by all heads); the full
-end-to-end 224×224 runs are marked slow (MaxViT-T is seconds per pass on a CPU).
+At 64×64 every head runs end to end on ResNet-18, and all heads share one MaxViT-T
+pass (one backward for all). At 224×224 each head runs on the backbone's real feature
+map (one backbone pass shared by all heads) with the gradient checked down to that map.
+Separate end-to-end runs per head (MaxViT-T at 64, both at 224) are marked slow:
+MaxViT-T costs seconds per pass on a shared CPU.
 """
 
 from __future__ import annotations
@@ -59,11 +61,7 @@ def _check_grads(module: torch.nn.Module) -> None:
     assert any(g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("case", list(HEAD_CASES))
-@pytest.mark.parametrize("backbone_name", BACKBONES)
-def test_head_end_to_end_at_64(backbones_64, backbone_name, case):
-    backbone = backbones_64[backbone_name]
-    backbone.zero_grad(set_to_none=True)
+def _model_at_64(backbone: torch.nn.Module, backbone_name: str, case: str) -> Classifier:
     cfg = ModelConfig(
         backbone=backbone_name,
         head=_head_name(case),
@@ -74,15 +72,39 @@ def test_head_end_to_end_at_64(backbones_64, backbone_name, case):
     shape = discover_feature_shape(backbone, 64)
     head_name = resolve_head(cfg, backbone)
     head = build_head(head_name, shape, 3, cfg.head_options)
-    model = Classifier(cfg, backbone, head, shape, head_name).train()
+    return Classifier(cfg, backbone, head, shape, head_name).train()
+
+
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_head_end_to_end_at_64_resnet18(backbones_64, case):
+    backbone = backbones_64["resnet18"]
+    backbone.zero_grad(set_to_none=True)
+    model = _model_at_64(backbone, "resnet18", case)
     logits = model(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
     _check_grads(model.head)
     first = next(model.backbone.parameters())
-    assert first.grad is not None and first.grad.abs().sum() > 0  # gradient reaches the input side
+    assert first.grad is not None and first.grad.abs().sum() > 0  # reaches the first conv
     if case == "quantum-frozen":
         assert model.head.circuit.weights.grad is None
+
+
+def test_every_head_end_to_end_at_64_maxvit(backbones_64):
+    """All heads on one MaxViT-T pass (a backward per head would cost seconds each)."""
+    backbone = backbones_64["maxvit_t"]
+    backbone.zero_grad(set_to_none=True)
+    models = {case: _model_at_64(backbone, "maxvit_t", case) for case in HEAD_CASES}
+    features = next(iter(models.values())).forward_features(torch.randn(1, 3, 64, 64))
+    loss = 0
+    for model in models.values():
+        logits = model.forward_head(features)
+        assert logits.shape == (1, 3) and torch.isfinite(logits).all()
+        loss = loss + torch.nn.functional.cross_entropy(logits, torch.tensor([2]))
+    loss.backward()
+    for model in models.values():
+        _check_grads(model.head)
+    _check_grads(backbone)
 
 
 @pytest.mark.parametrize("backbone_name", BACKBONES)
@@ -123,6 +145,18 @@ def test_head_on_224_feature_map(features_224, backbone_name, case):
     _check_grads(head)
     assert features.grad is not None and torch.isfinite(features.grad).all()
     assert features.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(HEAD_CASES))
+def test_head_end_to_end_at_64_maxvit_separately(backbones_64, case):
+    backbone = backbones_64["maxvit_t"]
+    backbone.zero_grad(set_to_none=True)
+    model = _model_at_64(backbone, "maxvit_t", case)
+    logits = model(torch.randn(2, 3, 64, 64))
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 2])).backward()
+    _check_grads(model.head)
+    _check_grads(model.backbone)
 
 
 @pytest.mark.slow
