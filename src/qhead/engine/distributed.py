@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "cleanup_distributed", "gather_eval", "init_distributed"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_sum",
+    "broadcast_buffers",
+    "cleanup_distributed",
+    "gather_eval",
+    "init_distributed",
+]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,19 @@ def cleanup_distributed(info: DistInfo) -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Copies rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each training forward, but the last forward
+    of an epoch leaves each rank with statistics of its own batch; evaluating with them
+    would make the sharded metrics differ from those of the saved (rank 0) model.
+    """
+    if not info.enabled:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

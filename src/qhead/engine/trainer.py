@@ -39,6 +39,7 @@ from qhead.engine.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     cleanup_distributed,
     gather_eval,
     init_distributed,
@@ -330,6 +331,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
             }
             evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
             if evaluated:
+                broadcast_buffers(model, info)
                 metrics = evaluate_model(model, test_loader, ctx, classes, info)
                 row.update(test_loss=metrics["loss"], test_acc=metrics["accuracy"],
                            test_macro_f1=metrics["macro_f1"])
