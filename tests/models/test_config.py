@@ -115,14 +115,32 @@ def test_timm_backbone_without_timm_is_a_clear_error(monkeypatch):
         ModelConfig(backbone="timm:resnet18")
 
 
-def test_classical_head_rejects_options_at_build():
-    cfg = ModelConfig(
-        backbone="small_cnn", head="classical", image_size=32, head_options={"hidden": [4]}
-    )
+def test_classical_head_rejects_options_at_construction():
     with pytest.raises(ConfigError, match=r"'classical' .* takes no options.*avg-linear"):
-        build_model(cfg)
+        ModelConfig(backbone="small_cnn", head="classical", head_options={"hidden": [4]})
 
 
 def test_build_model_accepts_plain_dict():
     model = build_model({"backbone": "small_cnn", "head": "avg-linear", "image_size": 32})
     assert model.config == ModelConfig(backbone="small_cnn", head="avg-linear", image_size=32)
+
+
+def test_too_many_qubits_and_too_many_wires_fail_at_build_model():
+    # small_cnn at 32x32: 64x4x4 = 1024 values -> 10 qubits
+    with pytest.raises(ConfigError, match=r"max_qubits: the feature map 64x4x4 .* needs 10 qubits"):
+        build_model(
+            ModelConfig(backbone="small_cnn", image_size=32, head_options={"max_qubits": 8})
+        )
+    with pytest.raises(ConfigError, match=r"measured_wires: m=11 .* 10 qubits; allowed: 1..10"):
+        build_model(
+            ModelConfig(backbone="small_cnn", image_size=32, head_options={"measured_wires": 11})
+        )
+    with pytest.raises(ConfigError, match=r"measured_wires: m=11 .* 10 qubits"):
+        build_model(
+            ModelConfig(
+                backbone="small_cnn",
+                image_size=32,
+                head="twin",
+                head_options={"measured_wires": 11},
+            )
+        )

@@ -465,8 +465,15 @@ def validate_head(name: str, options: dict[str, Any]) -> None:
         factory = HEADS.get(name)
     except UnknownNameError as error:
         raise ConfigError(f"model.head: {error}") from None
-    if name != "classical":
-        check_options(factory, options, f"model.head_options (head {name!r})", skip=2)
+    if name == "classical":
+        if options:
+            raise ConfigError(
+                f"model.head_options: head 'classical' (the backbone's own head) takes no "
+                f"options, got {sorted(options)}; name the concrete head (avg-linear, "
+                "maxvit-classical, ...) to pass options"
+            )
+        return
+    check_options(factory, options, f"model.head_options (head {name!r})", skip=2)
     _check_common_options(options)
     if name == "quantum":
         _check_quantum_options(options)

@@ -55,17 +55,18 @@ class ModelSummary:
     lint: list[str] = field(default_factory=list)
 
 
-_BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int]] = {}
+_BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int, str]] = {}
 
 
-def _backbone_facts(cfg: ModelConfig) -> tuple[tuple[int, int, int], int]:
+def _backbone_facts(cfg: ModelConfig) -> tuple[tuple[int, int, int], int, str]:
+    """``(feature_shape, trainable backbone parameters, classical head name)``, cached."""
     key = json.dumps(
         [cfg.backbone, cfg.backbone_options, cfg.image_size], sort_keys=True, default=str
     )
     if key not in _BACKBONE_FACTS:
         backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
         shape = discover_feature_shape(backbone, cfg.image_size, cache_key=key)
-        _BACKBONE_FACTS[key] = (shape, count_parameters(backbone))
+        _BACKBONE_FACTS[key] = (shape, count_parameters(backbone), backbone.classical_head)
     return _BACKBONE_FACTS[key]
 
 
@@ -128,7 +129,9 @@ def summarize(cfg: ModelConfig, with_circuit: bool = False) -> ModelSummary:
         ConfigError: as :func:`qhead.models.build_model`.
     """
     cfg.validate()
-    shape, backbone_params = _backbone_facts(cfg)
-    head_name = resolve_head(cfg)
+    shape, backbone_params, classical_head = _backbone_facts(cfg)
+    head_name = classical_head if cfg.head == "classical" else cfg.head
     head = build_head(head_name, shape, cfg.num_classes, head_options(cfg, head_name))
-    return summarize_model(cfg, head, shape, backbone_params, with_circuit)
+    summary = summarize_model(cfg, head, shape, backbone_params, with_circuit)
+    summary.head_name = head_name
+    return summary
