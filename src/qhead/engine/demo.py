@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,14 @@ def run_demo(
     batch_size: int = 32,
     lr: float = 3e-3,
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> list[DemoRow]:
     """Trains both heads and writes ``out/{classical,quantum}/`` and ``out/curves.png``.
 
-    An existing ``out`` is replaced (the demo always trains from scratch). One thread by
-    default: for a model this small a second thread gains little on an idle machine and
-    loses several-fold when the cores are shared (OpenMP threads wait on each other).
+    ``overrides`` (dotted ``key=value``) apply to both runs. An existing ``out`` is
+    replaced (the demo always trains from scratch). One thread by default: for a model
+    this small a second thread gains little on an idle machine and loses several-fold
+    when the cores are shared (OpenMP threads wait on each other).
     """
     import json
 
@@ -65,8 +68,8 @@ def run_demo(
     ]  # fmt: skip
     if threads is not None:
         common.append(f"threads={threads}")
-    for head, overrides in HEADS:
-        cfg = load_config(overrides=[*common, *overrides, f"out={out / head}"])
+    for head, head_overrides in HEADS:
+        cfg = load_config(overrides=[*common, *head_overrides, *overrides, f"out={out / head}"])
         t0 = time.perf_counter()
         run_dir = train(cfg)
         seconds = time.perf_counter() - t0

@@ -200,15 +200,21 @@ def _expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     from qhead.data.loading import is_image_file
 
     paths: list[Path] = []
+    empty: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
-                print(f"qhead predict: warning: no image files in {path}", file=sys.stderr)
+                empty.append(str(path))
             paths.extend(found)
         else:
             paths.append(path)  # missing/bad files are reported per row, not fatal
+    if not paths:
+        where = f": {', '.join(empty)} hold(s) no image files" if empty else ""
+        raise DataError(f"no input images{where}")
+    for folder in empty:
+        print(f"qhead predict: warning: no image files in {folder}", file=sys.stderr)
     return paths
 
 
@@ -240,8 +246,6 @@ def predict(
 
     loaded = load_checkpoint(checkpoint)
     paths = _expand_inputs(inputs)
-    if not paths:
-        raise DataError("qhead predict: no input images (give files or folders with images)")
     dev = resolve_device(device)
     model = loaded.model
     ctx = make_step_context(model, dev, "auto", loaded.config.channels_last)
