@@ -136,11 +136,9 @@ def test_reproduce_cli_kill_resume_report_shots(tmp_path):
     process = subprocess.Popen(base, env=env, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
-    logs = [out / f"digits/small_cnn/{a}/seed0/train.log" for a in ("classical", "quantum")]
-    while time.monotonic() < deadline:
-        if any(p.exists() and "epoch 1/3" in p.read_text() for p in logs):
-            break
-        time.sleep(0.2)
+    checkpoints = [out / f"digits/small_cnn/{a}/seed0/last.pt" for a in ("classical", "quantum")]
+    while time.monotonic() < deadline and not any(p.exists() for p in checkpoints):
+        time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the grid and its training processes
     process.wait()
     first = subprocess.run([*base, "--dry-run"], capture_output=True, text=True, env=env)
@@ -148,6 +146,11 @@ def test_reproduce_cli_kill_resume_report_shots(tmp_path):
     assert "resume" in first.stdout
     done = subprocess.run(base, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    # the killed run continued from its checkpoint instead of starting over
+    assert any("resumed from" in p.with_name("train.log").read_text() for p in checkpoints)
+    for run_dir in out.glob("digits/small_cnn/*/seed*"):
+        with (run_dir / "metrics.csv").open() as handle:
+            assert [r["epoch"] for r in csv.DictReader(handle)] == ["1", "2", "3"]
     again = subprocess.run(base, capture_output=True, text=True, env=env, timeout=600)
     assert "4 cell(s): 4 skip" in again.stdout
     report = subprocess.run([sys.executable, "-m", "qhead", "report", str(out)],
