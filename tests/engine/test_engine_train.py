@@ -36,7 +36,7 @@ def _restore_determinism():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "tiny"
-    return train(tiny_config(out, "plots=true"))
+    return train(tiny_config(out, "plots=true", "tensorboard=true"))
 
 
 def test_run_dir_contents(trained: Path) -> None:
@@ -46,6 +46,7 @@ def test_run_dir_contents(trained: Path) -> None:
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                              "test_macro_f1", "lr", "seconds"]
+    assert list((trained / "tb").glob("events.out.tfevents.*"))
     final = json.loads((trained / "final.json").read_text())
     assert final["accuracy"] == pytest.approx(float(rows[-1]["test_acc"]), abs=1e-6)
     assert final["macro_f1"] == pytest.approx(float(rows[-1]["test_macro_f1"]), abs=1e-6)

@@ -62,7 +62,9 @@ def run_demo(
         shutil.rmtree(out)
     rows: list[DemoRow] = []
     common = [
-        "data.name=digits", "model.backbone=small_cnn", f"image_size={image_size}",
+        # no flips: a mirrored digit is another glyph (or another digit)
+        "data.name=digits", "data.hflip=false", "model.backbone=small_cnn",
+        f"image_size={image_size}",
         f"epochs={epochs}", f"batch_size={batch_size}", f"lr={lr}", f"seed={seed}",
         "data.num_workers=0", "tensorboard=false", f"progress={str(progress).lower()}",
     ]  # fmt: skip
