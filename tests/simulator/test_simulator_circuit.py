@@ -203,3 +203,22 @@ def test_cuda_matches_cpu():
         generator=torch.Generator("cuda").manual_seed(0),
     )
     assert shots.device.type == "cuda"
+
+
+@pytest.mark.parametrize("n", [7, 11])
+def test_full_rotation_layers_use_blocked_products_correctly(n):
+    # A full layer on n > 5 wires is split into first, middle and last blocks.
+    ops = [Op("H", (q,)) for q in range(n)]
+    ops += [Op("RX" if q % 3 else "RY", (q,), (q,)) for q in range(n)]
+    ops += [Op("CNOT", (q, q + 1)) for q in range(n - 1)]
+    ops += [Op("RY", (q,), (n + q,)) for q in range(n)]
+    state = random_state(2, n, 11).requires_grad_(True)
+    weights = (torch.rand(2 * n, dtype=torch.float64) * 6.3).requires_grad_(True)
+    wires = [0, n // 2, n - 1]
+    fast = run_circuit(state, ops, weights, wires)
+    slow = run_circuit(state, ops, weights, wires, optimize=False)
+    torch.testing.assert_close(fast, slow)
+    g_fast = torch.autograd.grad(fast.sum(), (state, weights))
+    g_slow = torch.autograd.grad(slow.sum(), (state, weights))
+    for a, b in zip(g_fast, g_slow, strict=True):
+        torch.testing.assert_close(a, b)

@@ -50,6 +50,20 @@ class LintWarning:
         return self.message
 
 
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] → "0..2, 5, 7..8"."""
+    parts: list[str] = []
+    start = prev = values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(parts)
+
+
 def _fmt_params(name: str, params: Sequence[tuple[int, ...]]) -> str:
     if not params:
         return ""
@@ -58,7 +72,7 @@ def _fmt_params(name: str, params: Sequence[tuple[int, ...]]) -> str:
         last = sorted(p[-1] for p in params)
         lead = ", ".join(str(i) for i in prefix)
         lead = f"{lead}, " if lead else ""
-        return f"{name} angles weights[{lead}q] for q in {last}"
+        return f"{name} angles weights[{lead}q] for q in {_ranges(last)}"
     return f"{name} angles at weights{[list(p) for p in params]}"
 
 
@@ -152,7 +166,7 @@ def lint_ops(
             if op.param not in groups.setdefault(key, []):
                 groups[key].append(op.param)
     for (reason, name, _), params in groups.items():
-        why = _WHY[reason].format(measured=measured)
+        why = _WHY[reason].format(measured=_ranges(measured))
         findings.append(
             LintWarning(
                 "dead-parameter",

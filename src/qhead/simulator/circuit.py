@@ -273,33 +273,30 @@ def _fused_matrices(local: _Local, weights: torch.Tensor, real_dtype: torch.dtyp
     return eye if fused is None else fused
 
 
-# One-qubit gates on the first / last few wires are applied together as one
-# 2^k × 2^k matrix (Kronecker product of the fused per-wire matrices): for those wires
-# the state reshapes to a plain (batched) matrix product without any copy, which is
-# much faster than k separate passes. Gates on wires in between are applied one by one.
-_END_BLOCK = 5
+# One-qubit gates on adjacent wires are applied together as one 2^k × 2^k matrix (the
+# Kronecker product of the fused per-wire matrices) with k ≤ _BLOCK: one matrix product
+# reads the state once instead of k elementwise passes, each of which would also need
+# its own backward. For n = 15 a full layer is three 32 × 32 products.
+_BLOCK = 5
 
 
-def _blocks(wires: list[int], n: int) -> list[tuple[int, int]]:
-    """(first position in ``wires``, count) groups: end blocks of ≤ _END_BLOCK wires, else 1."""
-    present = set(wires)
-    head = 0
-    while head < min(_END_BLOCK, n) and head in present:
-        head += 1
-    tail = 0
-    while tail < min(_END_BLOCK, n - head) and (n - 1 - tail) in present:
-        tail += 1
-    out: list[tuple[int, int]] = []
-    pos = 0
-    if head >= 2:
-        out.append((0, head))
-        pos = head
-    stop = len(wires) - (tail if tail >= 2 else 0)
-    while pos < stop:
-        out.append((pos, 1))
-        pos += 1
-    if tail >= 2:
-        out.append((stop, tail))
+def _blocks(wires: list[int]) -> list[tuple[int, int]]:
+    """Splits sorted wires into (first position, count) runs of adjacent wires, ≤ _BLOCK each."""
+    runs: list[list[int]] = []
+    for pos, w in enumerate(wires):
+        if runs and wires[runs[-1][-1]] == w - 1:
+            runs[-1].append(pos)
+        else:
+            runs.append([pos])
+    out = []
+    for run in runs:
+        pieces = -(-len(run) // _BLOCK)
+        size, extra = divmod(len(run), pieces)
+        start = run[0]
+        for i in range(pieces):
+            k = size + (1 if i < extra else 0)
+            out.append((start, k))
+            start += k
     return out
 
 
@@ -313,17 +310,20 @@ def _apply_block(state: torch.Tensor, matrix: torch.Tensor, first_wire: int) -> 
     if matrix.is_complex() != state.is_complex():
         dtype = matrix.dtype if matrix.is_complex() else state.dtype
         state, matrix = state.to(dtype), matrix.to(dtype)
-    if hi == 1:
+    if hi == 1:  # last wires: one plain matrix product over all rows
         out = state.reshape(batch * lo, dim) @ matrix.T
-    else:
-        out = torch.matmul(matrix, state.reshape(batch, lo, dim, hi))
+    elif lo == 1:  # first wires: a batched product, no copy
+        out = torch.matmul(matrix, state.reshape(batch, dim, hi))
+    else:  # middle wires: bring them to the front (one copy each way), then as above
+        front = state.reshape(batch, lo, dim, hi).transpose(1, 2).reshape(batch, dim, lo * hi)
+        out = torch.matmul(matrix, front).reshape(batch, dim, lo, hi).transpose(1, 2)
     return out.reshape(state.shape)
 
 
 def _apply_local(state: torch.Tensor, local: _Local, weights: torch.Tensor) -> torch.Tensor:
     real_dtype = state.real.dtype if state.is_complex() else state.dtype
     mats = _fused_matrices(local, weights, real_dtype)
-    for start, k in _blocks(local.wires, state.dim() - 1):
+    for start, k in _blocks(local.wires):
         if k == 1:
             state = apply_matrix(state, mats[start], local.wires[start])
             continue
@@ -334,42 +334,76 @@ def _apply_local(state: torch.Tensor, local: _Local, weights: torch.Tensor) -> t
     return state
 
 
-class _ZX(torch.autograd.Function):
-    """⟨Z_k⟩ and ⟨X_k⟩ of a real state for m wires, with an allocation-light backward.
+_HADAMARD_BLOCKS: dict = {}
 
-    Forward: z = ψ² @ signs (one matmul for all wires); x_k = 2 Σ ψ_j ψ_{j⊕k} (one
-    pass per wire). Backward: ∂z_k/∂ψ = 2ψ·s_k, so the Z part for all wires is one
-    matmul and one product; ∂x_k/∂ψ = 2 X_k ψ is accumulated in place per wire.
+
+def _hadamard_all(flat: torch.Tensor, n: int) -> torch.Tensor:
+    """H^{⊗n} applied to ``[B, 2^n]`` (a Walsh–Hadamard transform) in ≤5-wire matrix blocks."""
+    state = flat.reshape([flat.shape[0]] + [2] * n)
+    for start, k in _blocks(list(range(n))):
+        key = (k, flat.dtype, str(flat.device))
+        block = _HADAMARD_BLOCKS.get(key)
+        if block is None:
+            block = torch.ones(1, 1, dtype=flat.dtype, device=flat.device)
+            h = hadamard_matrix(flat.dtype, flat.device)
+            for _ in range(k):
+                block = torch.kron(block, h)
+            _HADAMARD_BLOCKS[key] = block
+        state = _apply_block(state, block, start)
+    return state.reshape(flat.shape)
+
+
+# From this many qubits on, ⟨X_k⟩ for all k comes from one Walsh–Hadamard transform
+# (three 32×32 matrix products at n = 15) instead of one elementwise pass per wire.
+_WHT_FROM = 6
+
+
+class _ZX(torch.autograd.Function):
+    """⟨Z_k⟩ and ⟨X_k⟩ of a real state for m wires, with a hand-written backward.
+
+    z = ψ² @ signs (one matrix product for all wires). For x: since a unitary on the
+    other wires leaves wire k's reduced state unchanged, ⟨X_k⟩ = ⟨Z_k⟩ of φ = H^{⊗n} ψ for
+    every k at once, so x = φ² @ signs (for small n, one pass per wire instead).
+    Backward: ∂z_k/∂ψ = 2ψ·s_k and ∂x_k/∂ψ = 2 H^{⊗n}(φ·s_k), i.e. two matrix products
+    with the sign table, two elementwise products and one more transform.
     """
 
     @staticmethod
     def forward(ctx, flat, signs, splits, need_x):
+        n = flat.shape[1].bit_length() - 1
         z = flat.square() @ signs
-        if need_x:
+        phi = None
+        if not need_x:
+            x = torch.zeros_like(z)
+        elif n >= _WHT_FROM:
+            phi = _hadamard_all(flat, n)
+            x = phi.square() @ signs
+        else:
             parts = []
             for lo, hi in splits:
                 v0, v1 = flat.view(flat.shape[0], lo, 2, hi).unbind(2)
                 parts.append((v0 * v1).sum(dim=(1, 2)))
             x = 2 * torch.stack(parts, dim=1)
-        else:
-            x = torch.zeros_like(z)
-        ctx.save_for_backward(flat, signs)
-        ctx.splits, ctx.need_x = splits, need_x
+        ctx.save_for_backward(flat, signs, phi)
+        ctx.splits, ctx.need_x, ctx.n = splits, need_x, n
         return z, x
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz, gx):
-        flat, signs = ctx.saved_tensors
+        flat, signs, phi = ctx.saved_tensors
         batch = flat.shape[0]
         grad = torch.zeros_like(flat) if gz is None else 2 * flat * (gz @ signs.T)
         if ctx.need_x and gx is not None:
-            for k, (lo, hi) in enumerate(ctx.splits):
-                g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
-                v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
-                coef = (2 * gx[:, k]).view(batch, 1, 1)
-                g0.addcmul_(v1, coef)
-                g1.addcmul_(v0, coef)
+            if phi is not None:
+                grad += 2 * _hadamard_all(phi * (gx @ signs.T), ctx.n)
+            else:
+                for k, (lo, hi) in enumerate(ctx.splits):
+                    g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
+                    v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
+                    coef = (2 * gx[:, k]).view(batch, 1, 1)
+                    g0.addcmul_(v1, coef)
+                    g1.addcmul_(v0, coef)
         return grad, None, None, None
 
 

@@ -24,9 +24,10 @@ import torch
 __all__ = ["MAX_QUBITS", "amplitude_encode", "check_finite_rows", "num_qubits"]
 
 #: The largest register qhead will simulate. A state of n qubits holds 2^n amplitudes
-#: per example: n = 24 is 64 MiB per example in float32 (2 GiB for a batch of 32, and
-#: autograd keeps several copies), which is already beyond what a head should cost.
-MAX_QUBITS = 24
+#: per example: n = 20 is 4 MiB per example in float32 (128 MiB for a batch of 32, and
+#: autograd keeps several copies, plus a 2^n × m measurement table). Feature maps of
+#: real backbones need far less (512×7×7 → 15 qubits, 2048×7×7 → 17).
+MAX_QUBITS = 20
 
 
 def num_qubits(n_features: int) -> int:
