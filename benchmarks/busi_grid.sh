@@ -20,6 +20,8 @@ IMAGE_SIZE="${IMAGE_SIZE:-112}"
 SEEDS="${SEEDS:-3}"
 JOBS="${JOBS:-1}"
 HEADS="${HEADS:-classical,quantum,flatten-linear,twin}"
+# decode each image once (not every epoch) and keep the 2 cores for training, not workers
+EXTRA="${EXTRA:-data.cache=true data.num_workers=0}"
 
 PY="$(dirname "$QHEAD")/python"
 "$PY" -c "import platform, torch, qhead; print('qhead', qhead.__version__, '| torch', torch.__version__, '| python', platform.python_version(), '|', platform.processor() or platform.machine())" || true
@@ -28,7 +30,7 @@ echo "start $(date -u +%FT%TZ) | epochs=$EPOCHS image_size=$IMAGE_SIZE seeds=$SE
 
 "$QHEAD" reproduce --datasets busi --backbones resnet18 --heads "$HEADS" \
     --seeds "$SEEDS" --epochs "$EPOCHS" --image-size "$IMAGE_SIZE" \
-    --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" "$@"
+    --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" $EXTRA "$@"
 
 case " $* " in *" --dry-run "*) exit 0 ;; esac
 "$QHEAD" report "$OUT" --out "$OUT/report"
