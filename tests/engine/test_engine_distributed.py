@@ -68,7 +68,9 @@ def _free_port() -> int:
 
 def test_sharded_evaluation_equals_single_process(tmp_path) -> None:
     out = str(tmp_path / "metrics")
-    mp.spawn(_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    # fork: the children need no re-import (spawn costs ~10 s per process here)
+    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, join=True,
+                       start_method="fork")
     single = json.loads(json.dumps(_metrics(DistInfo())))
     for rank in range(2):
         sharded = json.loads(Path(f"{out}.{rank}").read_text())
