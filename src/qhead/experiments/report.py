@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qhead.errors import DataError
-from qhead.experiments.grid import REFERENCE_ARM, SEED_KEY, UNTRACKED_KEYS
+from qhead.experiments.grid import DATASET_KEY, REFERENCE_ARM, SEED_KEY, UNTRACKED_KEYS
 from qhead.experiments.paper import BACKBONE_TITLES, DATASET_TITLES, PaperCell, paper_cell
 from qhead.experiments.results import (
     RunResult,
@@ -31,6 +31,10 @@ from qhead.experiments.stats import PairedDifference, Summary, paired_difference
 
 PAPER_BUDGET = "paper: 200 epochs, 224×224, batch 32, Adam lr 1e-3, one run per cell"
 METRICS = (("accuracy", "Acc"), ("macro_f1", "macro-F1"))
+NOT_BUDGET = frozenset(
+    {"data.num_workers", "plots", "tensorboard", "progress", "threads", "device", "out"}
+)
+"""Overrides that change how a run is executed or logged, not what it computes."""
 
 
 @dataclass
@@ -58,9 +62,15 @@ def budget_line(runs: Sequence[RunResult]) -> str:
     """One line naming the budget of a set of runs (all distinct values if they differ)."""
     values: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        skip = set(arm_overrides(run.arm)) | {SEED_KEY, *UNTRACKED_KEYS}
+        skip = set(arm_overrides(run.arm)) | {SEED_KEY, DATASET_KEY, *UNTRACKED_KEYS}
+        skip |= {"model.backbone", "model.head"}  # the model, not the budget
         merged = dict(run.budget)
-        merged.update({k: v for k, v in run.overrides.items() if k not in skip})
+        merged.update(
+            {k: v for k, v in run.overrides.items() if k not in skip and k not in NOT_BUDGET}
+        )
+        for twin_key in ("data.image_size", "model.image_size"):
+            if twin_key in merged and merged.get("image_size") == merged[twin_key]:
+                merged.pop(twin_key)
         for key, value in merged.items():
             if key.rsplit(".", 1)[-1] == "seed":
                 continue
@@ -150,8 +160,9 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
     backbones = list(dict.fromkeys(r.backbone for r in rows))
     for backbone in backbones:
         sub = [r for r in rows if r.backbone == backbone]
-        out.append(f"## {BACKBONE_TITLES.get(backbone, backbone)} (layout of the paper's "
-                   f"{'Table 3' if backbone == 'resnet18' else 'Table 4'})")
+        table = {"resnet18": "Table 3", "maxvit_t": "Table 4"}.get(backbone)
+        where = f"layout of the paper's {table}" if table else "backbone not in the paper"
+        out.append(f"## {BACKBONE_TITLES.get(backbone, backbone)} ({where})")
         out.append("")
         for line in sorted({f"- {DATASET_TITLES.get(r.dataset, r.dataset)} runs, {r.budget}"
                             for r in sub}):

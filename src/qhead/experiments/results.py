@@ -130,8 +130,14 @@ def budget_of(config: Mapping[str, Any] | None) -> dict[str, Any]:
     out = {}
     for key in sorted(flat):
         last = key.rsplit(".", 1)[-1]
-        if last in BUDGET_SUFFIXES and not isinstance(flat[key], (dict, list)):
-            out[key] = flat[key]
+        value = flat[key]
+        if last in BUDGET_SUFFIXES and value is not None and not isinstance(value, (dict, list)):
+            out[key] = value
+    # the engine keeps these three equal; one of them is enough on a table
+    if out.get("model.image_size") == out.get("data.image_size") is not None:
+        out.pop("model.image_size")
+        if out.get("image_size") == out["data.image_size"]:
+            out.pop("image_size")
     return out
 
 

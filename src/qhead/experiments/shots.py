@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from qhead.errors import ConfigError, DataError
-from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, find_metric
+from qhead.experiments.grid import read_config
+from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, budget_of, find_metric
 from qhead.experiments.stats import Summary, summarize
 
 EXACT = "exact"
@@ -171,6 +172,14 @@ def pooled(rows: Sequence[ShotRow]) -> list[tuple[int | None, Summary, Summary]]
     ]
 
 
+def _budget(checkpoint: Path) -> str:
+    config = read_config(Path(checkpoint).parent)
+    budget = budget_of(config)
+    if not budget:
+        return f"unknown ({Path(checkpoint).parent}/config.yaml not found)"
+    return ", ".join(f"{k}={v}" for k, v in budget.items())
+
+
 def _num(value: float) -> str:
     return "" if not math.isfinite(value) else f"{value:.6f}"
 
@@ -212,6 +221,8 @@ def write_shots_report(
             f"{row.accuracy.format()} | {row.macro_f1.format()} |"
         )
     checkpoints = {r.checkpoint for r in rows}
+    budgets = sorted({_budget(c) for c in checkpoints})
+    lines += ["", *(f"Training budget: {b}" for b in budgets)]
     if len(checkpoints) > 1:
         lines += [
             "",
