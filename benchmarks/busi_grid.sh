@@ -24,8 +24,22 @@ HEADS="${HEADS:-classical,quantum,flatten-linear,twin}"
 EXTRA="${EXTRA:-data.cache=true data.num_workers=0}"
 
 PY="$(dirname "$QHEAD")/python"
-"$PY" -c "import platform, torch, qhead; print('qhead', qhead.__version__, '| torch', torch.__version__, '| python', platform.python_version(), '|', platform.processor() or platform.machine())" || true
-echo "git $(git -C "$REPO" rev-parse --short HEAD) | $(nproc) cores"
+mkdir -p "$OUT"
+
+# Train from a snapshot of the committed code (CODE_REF, default HEAD), so that edits to
+# the working tree while the grid runs cannot change it half-way; SNAPSHOT=0 disables.
+SHA="$(git -C "$REPO" rev-parse --short "${CODE_REF:-HEAD}")"
+if [ "${SNAPSHOT:-1}" = 1 ]; then
+    CODE="$OUT/code-$SHA"
+    if [ ! -d "$CODE/src/qhead" ]; then
+        mkdir -p "$CODE"
+        git -C "$REPO" archive "$SHA" src | tar -x -C "$CODE"
+    fi
+    export PYTHONPATH="$CODE/src${PYTHONPATH:+:$PYTHONPATH}"
+fi
+"$PY" -c "import qhead; print('code:', qhead.__file__)"
+"$PY" -c "import platform, torch, qhead; print('qhead', qhead.__version__, '| torch', torch.__version__, '| python', platform.python_version(), '|', platform.machine())" | tee -a "$OUT/VERSIONS.txt"
+echo "git $SHA | $(nproc) cores" | tee -a "$OUT/VERSIONS.txt"
 echo "start $(date -u +%FT%TZ) | epochs=$EPOCHS image_size=$IMAGE_SIZE seeds=$SEEDS jobs=$JOBS"
 
 "$QHEAD" reproduce --datasets busi --backbones resnet18 --heads "$HEADS" \
