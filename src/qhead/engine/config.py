@@ -77,6 +77,9 @@ class TrainConfig:
             ``fp16`` (CUDA only).
         channels_last: ``auto`` (on for models with 2-D convolutions), ``on``, ``off``.
         threads: intra-op CPU threads (``None``: PyTorch's default).
+        compile: ``torch.compile`` the model (inductor). Pays a compile time of minutes
+            once per run for faster steps (measured 1.2x on a small CNN on CPU); off by
+            default.
         out: the run directory (``None``: ``runs/<dataset>-<backbone>-<head>-seed<k>``).
         eval_every: evaluate on the test split every N epochs (and always after the last).
         max_steps_per_epoch: stop each epoch after this many steps (quick runs); ``None``
@@ -107,6 +110,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str = "auto"
     threads: Optional[int] = None  # noqa: UP045
+    compile: bool = False
     out: Optional[str] = None  # noqa: UP045
     eval_every: int = 1
     max_steps_per_epoch: Optional[int] = None  # noqa: UP045

@@ -261,6 +261,9 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    if cfg.compile:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+
     pin = device.type == "cuda"
     workers = cfg.data.num_workers
     train_loader, train_sampler = make_loader(
