@@ -116,7 +116,7 @@ def test_shot_study_on_real_checkpoints(tiny_grid, tmp_path):
     assert [p.name for p in written] == ["shots.md", "shots.csv", "shots.png"]
     by = {(r.checkpoint, r.shots): r for r in rows}
     for checkpoint in checkpoints:
-        # 1 epoch: best.pt is the last epoch, so exact evaluation reproduces final.json
+        # last.pt is the model of final.json: exact evaluation reproduces its accuracy
         final = json.loads((checkpoint.parent / "final.json").read_text())
         assert by[(checkpoint, None)].accuracy.mean == pytest.approx(final["accuracy"])
         assert by[(checkpoint, 10)].accuracy.n == 2

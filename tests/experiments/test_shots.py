@@ -47,17 +47,18 @@ def test_study_table_and_plot(tmp_path):
     assert "Pooled over 2 checkpoints" in md
 
 
-def test_find_checkpoints_prefers_best_of_the_quantum_arm(tmp_path):
+def test_find_checkpoints_takes_last_of_the_quantum_arm(tmp_path):
     for arm in ("classical", "quantum"):
         for seed in (0, 1):
             run = tmp_path / f"busi/resnet18/{arm}/seed{seed}"
             run.mkdir(parents=True)
-            (run / "last.pt").write_bytes(b"")
-    (tmp_path / "busi/resnet18/quantum/seed1/best.pt").write_bytes(b"")
+            (run / "best.pt").write_bytes(b"")
+    (tmp_path / "busi/resnet18/quantum/seed1/last.pt").write_bytes(b"")
     found = find_checkpoints([tmp_path])
+    # last.pt (what final.json reports) before best.pt (selected on the test split)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "busi/resnet18/quantum/seed0/last.pt",
-        "busi/resnet18/quantum/seed1/best.pt",
+        "busi/resnet18/quantum/seed0/best.pt",
+        "busi/resnet18/quantum/seed1/last.pt",
     ]
     with pytest.raises(DataError, match="no such checkpoint"):
         find_checkpoints([tmp_path / "nope"])

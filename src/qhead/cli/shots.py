@@ -1,7 +1,7 @@
 """``qhead shots``: test accuracy / macro-F1 of trained quantum models vs number of shots.
 
 Arguments are checkpoint files or run dirs (``qhead reproduce`` output: the ``quantum``
-arm's ``best.pt``, else ``last.pt``, of every seed). Each checkpoint is evaluated on its
+arm's ``last.pt``, else ``best.pt``, of every seed). Each checkpoint is evaluated on its
 test split at every shot count with ``--sampling-seeds`` seeds of the shot sampler
 (``exact`` once); ``shots.md``, ``shots.csv`` and ``shots.png`` go to ``--out``.
 

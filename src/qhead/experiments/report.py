@@ -153,7 +153,9 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
         "Accuracy and macro-F1 on the test set in %, mean ± sample std (ddof=1) over "
         "`n` seeds. Δ = seed-paired difference to the classical model in percentage "
         "points, with its 95 % Student-t interval; an interval that excludes 0 is a "
-        "significant difference. Params* = trainable parameters after the backbone. "
+        "significant difference. Each run contributes its last epoch's test metrics "
+        "(`final.json`; no model selection on the test split). "
+        "Params* = trainable parameters after the backbone. "
         f"Paper columns: as printed in the paper ({PAPER_BUDGET})."
     )
     out.append("")

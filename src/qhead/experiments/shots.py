@@ -25,6 +25,7 @@ from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, budget_of, find_me
 from qhead.experiments.stats import Summary, summarize
 
 EXACT = "exact"
+CHECKPOINT_PREFERENCE = ("last.pt", "best.pt")
 
 EvaluateFn = Callable[[Path, "int | None", int], dict[str, Any]]
 """``evaluate(checkpoint, shots_or_None, sampling_seed) -> metrics dict``."""
@@ -66,7 +67,9 @@ def find_checkpoints(paths: Iterable[Path | str], arm: str = "quantum") -> list[
 
     A file is taken as is. A directory is searched for run dirs of the given arm
     (``.../<arm>/seed<k>/``, as written by ``qhead reproduce``) or, failing that, for any
-    run dir; in each run dir ``best.pt`` is preferred over ``last.pt``.
+    run dir; in each run dir ``last.pt`` (the model the report's numbers come from) is
+    taken, ``best.pt`` only if there is no ``last.pt`` (``best.pt`` is selected on the
+    test split, so its test metrics are optimistic).
 
     Raises:
         DataError: if a path does not exist or nothing is found.
@@ -82,7 +85,7 @@ def find_checkpoints(paths: Iterable[Path | str], arm: str = "quantum") -> list[
         run_dirs = sorted({p.parent for p in path.rglob("*.pt")})
         of_arm = [d for d in run_dirs if d.parent.name == arm or d.name == arm]
         for run_dir in of_arm or run_dirs:
-            for name in ("best.pt", "last.pt"):
+            for name in CHECKPOINT_PREFERENCE:
                 if (run_dir / name).is_file():
                     found.append(run_dir / name)
                     break
