@@ -2,7 +2,7 @@
 # The real BUSI grid behind docs/results.md: ResNet-18 on the shared BUSI copy, the
 # paper's classical and quantum models and two controls (flatten-linear, twin), 3 seeds,
 # at a reduced budget that fits a 2-core CPU. Re-running it skips finished cells and
-# resumes interrupted ones; the report is rebuilt at the end.
+# resumes interrupted ones; the report and the shot study are rebuilt at the end.
 #
 #   benchmarks/busi_grid.sh                      # defaults below
 #   EPOCHS=20 IMAGE_SIZE=112 benchmarks/busi_grid.sh
@@ -48,4 +48,9 @@ echo "start $(date -u +%FT%TZ) | epochs=$EPOCHS image_size=$IMAGE_SIZE seeds=$SE
 
 case " $* " in *" --dry-run "*) exit 0 ;; esac
 "$QHEAD" report "$OUT" --out "$OUT/report"
+# shot-noise study of the trained quantum models (SHOTS=0 skips it)
+if [ "${SHOTS:-1}" != 0 ]; then
+    "$QHEAD" shots "$OUT/busi/resnet18/quantum" --shots 10,100,1000,10000,exact \
+        --sampling-seeds 3 --out "$OUT/shots"
+fi
 echo "end $(date -u +%FT%TZ)"
