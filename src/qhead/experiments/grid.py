@@ -259,20 +259,15 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def shard_cells(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
-    """The cells of shard ``index`` of ``count``: round-robin over the canonical order.
+    """The cells of shard ``index`` of ``count``: round-robin over ``cells`` in the order
+    given (:meth:`GridSpec.cells`' canonical order).
 
     Every cell is in exactly one shard and shard sizes differ by at most one, provided
     every shard is given the same grid (same command apart from ``--shard``).
     """
     if count < 1 or not 0 <= index < count:
         raise ConfigError(f"shard: expected 0 <= index < count, got {index}/{count}")
-    ordered = sorted(cells, key=_canonical_position(cells))
-    return [cell for position, cell in enumerate(ordered) if position % count == index]
-
-
-def _canonical_position(cells: Sequence[Cell]):
-    order = {cell: i for i, cell in enumerate(cells)}
-    return order.__getitem__
+    return [cell for position, cell in enumerate(cells) if position % count == index]
 
 
 def parse_override_value(text: str) -> Any:
