@@ -300,38 +300,57 @@ def _blocks(wires: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def _apply_block(state: torch.Tensor, matrix: torch.Tensor, first_wire: int) -> torch.Tensor:
-    """Applies a 2^k × 2^k matrix to wires first_wire … first_wire+k−1 (first = MSB)."""
-    n = state.dim() - 1
-    dim = matrix.shape[-1]
-    k = dim.bit_length() - 1
-    batch = state.shape[0]
-    lo, hi = 2**first_wire, 2 ** (n - first_wire - k)
-    if matrix.is_complex() != state.is_complex():
-        dtype = matrix.dtype if matrix.is_complex() else state.dtype
-        state, matrix = state.to(dtype), matrix.to(dtype)
-    if hi == 1:  # last wires: one plain matrix product over all rows
-        out = state.reshape(batch * lo, dim) @ matrix.T
-    elif lo == 1:  # first wires: a batched product, no copy
-        out = torch.matmul(matrix, state.reshape(batch, dim, hi))
-    else:  # middle wires: bring them to the front (one copy each way), then as above
-        front = state.reshape(batch, lo, dim, hi).transpose(1, 2).reshape(batch, dim, lo * hi)
-        out = torch.matmul(matrix, front).reshape(batch, dim, lo, hi).transpose(1, 2)
-    return out.reshape(state.shape)
+def _rotate(flat: torch.Tensor, wires: int) -> torch.Tensor:
+    """Moves the last ``wires`` wires of ``[B, 2^n]`` to the front (one copy)."""
+    batch, dim = flat.shape
+    tail = 2**wires
+    return flat.view(batch, dim // tail, tail).transpose(1, 2).reshape(batch, dim)
+
+
+def _apply_chunks(
+    flat: torch.Tensor, n: int, chunks: list[tuple[int, torch.Tensor]]
+) -> torch.Tensor:
+    """Applies ``(first wire, 2^k × 2^k matrix)`` for disjoint wire chunks to ``[B, 2^n]``.
+
+    Each matrix acts on the last wires of the layout as one plain matrix product
+    ``[B·2^(n−k), 2^k] @ M^T`` (no copy); the layout is rotated between chunks (one
+    copy each) so that the next chunk is last, and rotated back at the end.
+    """
+    batch = flat.shape[0]
+    shift = 0  # the layout is the original one with its last `shift` wires moved to the front
+    for first, matrix in sorted(chunks, key=lambda c: -c[0]):
+        k = matrix.shape[-1].bit_length() - 1
+        target = n - first - k
+        if target != shift:
+            flat = _rotate(flat, (target - shift) % n)
+            shift = target
+        if matrix.is_complex() != flat.is_complex():
+            dtype = matrix.dtype if matrix.is_complex() else flat.dtype
+            flat, matrix = flat.to(dtype), matrix.to(dtype)
+        flat = (flat.reshape(-1, 2**k) @ matrix.T).reshape(batch, -1)
+    if shift % n:
+        flat = _rotate(flat, n - shift)
+    return flat
 
 
 def _apply_local(state: torch.Tensor, local: _Local, weights: torch.Tensor) -> torch.Tensor:
+    n = state.dim() - 1
     real_dtype = state.real.dtype if state.is_complex() else state.dtype
     mats = _fused_matrices(local, weights, real_dtype)
-    for start, k in _blocks(local.wires):
-        if k == 1:
-            state = apply_matrix(state, mats[start], local.wires[start])
+    position = {w: i for i, w in enumerate(local.wires)}
+    eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
+    chunks = []
+    for start, k in _blocks(list(range(n))):
+        span = range(start, start + k)
+        if not any(w in position for w in span):
             continue
-        block = mats[start]
-        for i in range(start + 1, start + k):
-            block = torch.kron(block, mats[i])
-        state = _apply_block(state, block, local.wires[start])
-    return state
+        block = None
+        for w in span:
+            m = mats[position[w]] if w in position else eye
+            block = m if block is None else torch.kron(block, m)
+        chunks.append((start, block))
+    flat = _apply_chunks(state.reshape(state.shape[0], -1), n, chunks)
+    return flat.reshape(state.shape)
 
 
 _HADAMARD_BLOCKS: dict = {}
@@ -339,7 +358,7 @@ _HADAMARD_BLOCKS: dict = {}
 
 def _hadamard_all(flat: torch.Tensor, n: int) -> torch.Tensor:
     """H^{⊗n} applied to ``[B, 2^n]`` (a Walsh–Hadamard transform) in ≤5-wire matrix blocks."""
-    state = flat.reshape([flat.shape[0]] + [2] * n)
+    chunks = []
     for start, k in _blocks(list(range(n))):
         key = (k, flat.dtype, str(flat.device))
         block = _HADAMARD_BLOCKS.get(key)
@@ -349,12 +368,13 @@ def _hadamard_all(flat: torch.Tensor, n: int) -> torch.Tensor:
             for _ in range(k):
                 block = torch.kron(block, h)
             _HADAMARD_BLOCKS[key] = block
-        state = _apply_block(state, block, start)
-    return state.reshape(flat.shape)
+        chunks.append((start, block))
+    return _apply_chunks(flat, n, chunks)
 
 
-# From this many qubits on, ⟨X_k⟩ for all k comes from one Walsh–Hadamard transform
-# (three 32×32 matrix products at n = 15) instead of one elementwise pass per wire.
+# On CUDA, from this many qubits on, ⟨X_k⟩ for all k comes from one Walsh–Hadamard
+# transform (three 32×32 matrix products at n = 15) instead of one elementwise pass per
+# wire (n kernel launches each way). On CPU the per-wire passes measured faster.
 _WHT_FROM = 6
 
 
@@ -375,7 +395,7 @@ class _ZX(torch.autograd.Function):
         phi = None
         if not need_x:
             x = torch.zeros_like(z)
-        elif n >= _WHT_FROM:
+        elif n >= _WHT_FROM and flat.is_cuda:
             phi = _hadamard_all(flat, n)
             x = phi.square() @ signs
         else:

@@ -59,12 +59,40 @@ def check_finite_rows(x: torch.Tensor) -> None:
         )
 
 
-def _normalise(flat: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
-    """Rows divided by their norm; all-zero rows → e_0 with zero gradient. ``[B, N]``."""
+class _Encode(torch.autograd.Function):
+    """``[B, N]`` rows divided by their (non-zero, finite) norms, zero-padded to ``dim``.
+
+    One pass forward; the backward is the projection
+    ∂ψ/∂x · g = (g − ψ (ψ·g)) / ‖x‖ in two passes (autograd would take about eight).
+    """
+
+    @staticmethod
+    def forward(ctx, flat, norm, dim):
+        out = flat.new_zeros(flat.shape[0], dim)
+        torch.div(flat, norm, out=out[:, : flat.shape[1]])
+        ctx.save_for_backward(out, norm)
+        ctx.n_features = flat.shape[1]
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        psi, norm = ctx.saved_tensors
+        g = grad[:, : ctx.n_features]
+        p = psi[:, : ctx.n_features]
+        dot = torch.linalg.vecdot(g, p, dim=1).unsqueeze(1)
+        return torch.addcmul(g, p, -dot).div_(norm), None, None
+
+
+def _normalise(flat: torch.Tensor, norm: torch.Tensor) -> torch.Tensor | None:
+    """Rows divided by their norm; all-zero rows → e_0 with zero gradient. ``[B, N]``.
+
+    Returns None when every norm is fine (the caller takes the fast path).
+    """
     tiny = torch.finfo(flat.dtype).tiny
     ok = (norm > tiny**0.5) & torch.isfinite(norm)
     if bool(ok.all()):
-        return flat / norm
+        return None
     # Rare path: zero rows, or norms that under/overflow in the sum of squares.
     # Dividing by the (detached) largest magnitude first keeps the sum of squares in
     # range; the result is scale invariant, so the detached scale leaves the gradient
@@ -122,6 +150,10 @@ def amplitude_encode(
     if check_finite and not bool(torch.isfinite(norm).all()):
         check_finite_rows(flat)
     state = _normalise(flat, norm)
-    if dim > n_features:
+    if state is None:
+        # The norm is passed detached: its contribution to the gradient is the
+        # projection term in _Encode.backward.
+        state = _Encode.apply(flat, norm.detach(), dim)
+    elif dim > n_features:
         state = torch.nn.functional.pad(state, (0, dim - n_features))
     return state.reshape([batch] + [2] * n)

@@ -25,6 +25,10 @@ def probabilities(state: torch.Tensor) -> torch.Tensor:
     return flat.square()
 
 
+# (n, wires, dtype, device) → table, for tables without a folded permutation.
+_TABLES: dict = {}
+
+
 @functools.lru_cache(maxsize=64)
 def _z_signs_cpu(n: int, wires: tuple[int, ...]) -> torch.Tensor:
     index = torch.arange(2**n)
@@ -59,7 +63,16 @@ def z_signs(
             (``ψ'[j] = ψ[p[j]]``, see :func:`qhead.simulator.cnot_permutation`); it is
             folded into the table so that ``|ψ|² @ table`` measures ψ' without moving ψ.
     """
-    signs = _z_signs_cpu(n, _check_wires(wires, n))
+    wires = _check_wires(wires, n)
+    if permutation is None:
+        key = (n, wires, dtype, str(device))
+        cached = _TABLES.get(key)
+        if cached is None:
+            if len(_TABLES) > 64:
+                _TABLES.clear()
+            cached = _TABLES[key] = _z_signs_cpu(n, wires).to(device=device, dtype=dtype)
+        return cached
+    signs = _z_signs_cpu(n, wires)
     if permutation is not None:
         folded = torch.empty_like(signs)
         folded[permutation.cpu()] = signs
