@@ -22,7 +22,6 @@ def test_registry_lists_the_documented_backbones():
         ("resnet18", 96, (512, 3, 3)),
         ("small_cnn", 32, (64, 4, 4)),
         ("small_cnn", 8, (64, 1, 1)),
-        ("maxvit_t", 64, (512, 2, 2)),
     ],
 )
 def test_feature_shape_by_dry_run(name, size, shape):

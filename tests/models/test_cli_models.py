@@ -36,19 +36,33 @@ def test_list_shows_every_registry(capsys):
 
 
 def _rows(out: str) -> dict[str, list[str]]:
+    """The table's rows by model name, cells cut at the columns of the dashed rule."""
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("---"))
+    spans = [m.span() for m in re.finditer(r"-+", lines[rule])]
     rows = {}
-    for line in out.splitlines():
-        parts = re.split(r"\s{2,}", line.strip())
-        if "/" in parts[0] or parts[0] == "(model)":
-            rows[parts[0]] = parts
+    for line in lines[rule + 1 :]:
+        if not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in spans]
+        rows[cells[0]] = cells
     return rows
 
 
 def test_params_single_preset_and_paper_column(capsys):
-    code, out, _ = _run(capsys, "params", "--preset", "maxvit_t_q/apples-or-tomatoes")
+    code, out, _ = _run(capsys, "params", "--preset", "resnet18_q/apples-or-tomatoes")
     assert code == 0
-    row = _rows(out)["maxvit_t_q/apples-or-tomatoes"]
-    assert row[1:6] == ["quantum", "2", "15", "107", "107"]
+    row = _rows(out)["resnet18_q/apples-or-tomatoes"]
+    assert row[1:6] == ["quantum", "2", "15", "41", "41"]
+
+
+@pytest.mark.slow
+def test_params_all_presets_match_paper(capsys):
+    code, out, _ = _run(capsys, "params")
+    assert code == 0 and "differ" not in out
+    rows = _rows(out)
+    assert len(rows) == 16 and all(r[4] == r[5] for r in rows.values())
+    assert rows["maxvit_t_q/apples-or-tomatoes"][1:6] == ["quantum", "2", "15", "107", "107"]
 
 
 def test_params_custom_model_from_flags(capsys):
@@ -79,7 +93,7 @@ def test_params_override_on_preset_drops_paper_number(capsys):
     assert code == 0
     row = _rows(out)["resnet18_q/busi"]
     # twin: 30 features -> Linear(30, 3); the paper has no such model
-    assert row[1:5] == ["twin", "3", "15", "93"] and row[5] == "11,176,512"
+    assert row[1:7] == ["twin", "3", "15", "93", "", "11,176,512"]
 
 
 def test_params_from_config_file_with_model_section(capsys, tmp_path):
@@ -100,7 +114,7 @@ def test_params_from_config_file_with_model_section(capsys, tmp_path):
     code, out, _ = _run(capsys, "params", "-c", str(path))
     assert code == 0
     # empty qubits cell (classical head): 64*4*4*5 + 5 = 5,125
-    assert _rows(out)["(model)"][1:4] == ["flatten-linear", "5", "5,125"]
+    assert _rows(out)["(model)"][1:6] == ["flatten-linear", "5", "", "5,125", ""]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ CASES = [
     ("small_cnn", "quantum", {"freeze_circuit": True, "measured_wires": 4}),
     ("small_cnn", "twin", {"measured_wires": 7, "hidden": [5]}),
     ("resnet18", "quantum", {"ansatz": "ansatz1", "ansatz_options": {"gate": "RX"}}),
-    ("maxvit_t", "classical", {}),
+    pytest.param("maxvit_t", "classical", {}, marks=pytest.mark.slow),
 ]
 
 
