@@ -128,7 +128,7 @@ class MaxViTTBackbone(Backbone):
             if partition_size < 2:
                 raise ConfigError(
                     f"model.image_size: maxvit_t cannot run at {image_size}x{image_size}: its "
-                    f"block inputs {sizes} must share a divisor (the partition size) >= 2; "
+                    f"attention grids {sizes} must share a divisor (the partition size) >= 2; "
                     "use a multiple of 32 (a multiple of 224 keeps torchvision's partition size 7)"
                 )
         if (
@@ -138,7 +138,7 @@ class MaxViTTBackbone(Backbone):
         ):
             raise ConfigError(
                 f"model.backbone_options.partition_size: {partition_size!r} does not divide the "
-                f"maxvit_t block inputs {sizes} at image_size {image_size}; allowed: "
+                f"maxvit_t attention grids {sizes} at image_size {image_size}; allowed: "
                 f"{[p for p in range(1, sizes[-1] + 1) if all(s % p == 0 for s in sizes)]}"
             )
         self.partition_size = partition_size

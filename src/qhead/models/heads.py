@@ -69,7 +69,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 # Options of the quantum head that the twin accepts and ignores, so that swapping the head
 # of a quantum preset to ``twin`` (one override) keeps its FC stack and measured wires.
-_QUANTUM_ONLY = ("ansatz", "layers", "ansatz_options", "freeze_circuit", "shots", "backend")
+QUANTUM_ONLY_OPTIONS = ("ansatz", "layers", "ansatz_options", "freeze_circuit", "shots", "backend")
 
 
 class Head(nn.Module):
