@@ -159,3 +159,21 @@ def test_config_differences_lists_changed_missing_and_extra_keys():
         "d: expected 'x', missing in run",
         "e: unexpected in run (3)",
     ]
+
+
+def test_every_arm_of_every_paper_cell_is_a_valid_training_config():
+    from qhead.engine import load_config
+    from qhead.experiments.paper import PAPER_BACKBONES, PAPER_DATASETS
+
+    grid = GridSpec(list(PAPER_DATASETS), list(PAPER_BACKBONES), list(ARMS), [0],
+                    {"epochs": 3, "image_size": 64})
+    for cell in grid.cells():
+        overrides = [format_override(k, v) for k, v in grid.cell_overrides(cell).items()]
+        cfg = load_config(preset=cell.preset, overrides=overrides)
+        assert cfg.data.name == cell.dataset and cfg.epochs == 3
+        assert cfg.model.image_size == cfg.data.image_size == 64
+        expected_head = {"max-linear": "max-linear", "flatten-linear": "flatten-linear",
+                         "twin": "twin"}.get(cell.arm, "classical" if cell.base == "classical"
+                                             else "quantum")
+        assert cfg.model.head == expected_head
+        assert cfg.model.head_options.get("freeze_circuit", False) == (cell.arm == "frozen")
