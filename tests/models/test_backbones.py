@@ -8,7 +8,7 @@ import torchvision
 
 from qhead.errors import ConfigError
 from qhead.models import BACKBONES, ModelConfig, build_backbone, build_model, discover_feature_shape
-from qhead.models.backbones import maxvit_block_input_sizes
+from qhead.models.backbones import maxvit_block_input_sizes, maxvit_partition_size
 
 
 def test_registry_lists_the_documented_backbones():
@@ -47,9 +47,13 @@ def test_resnet18_matches_torchvision_features_exactly():
 
 def test_maxvit_partition_size_follows_image_size():
     assert maxvit_block_input_sizes(224) == [56, 28, 14, 7]
-    assert build_backbone("maxvit_t", 224).partition_size == 7  # torchvision's maxvit_t
-    assert build_backbone("maxvit_t", 64).partition_size == 2  # grids 16, 8, 4, 2
-    assert build_backbone("maxvit_t", 96).partition_size == 3  # grids 24, 12, 6, 3
+    assert maxvit_partition_size(224) == 7  # torchvision's maxvit_t
+    assert maxvit_partition_size(448) == 7
+    assert maxvit_partition_size(64) == 2  # grids 16, 8, 4, 2
+    assert maxvit_partition_size(96) == 3  # grids 24, 12, 6, 3
+    assert maxvit_partition_size(64, 1) == 1
+    # the built network uses it, and torchvision accepts it (it checks divisibility too)
+    assert build_backbone("maxvit_t", 96).partition_size == 3
 
 
 def test_maxvit_bad_sizes_are_config_errors():

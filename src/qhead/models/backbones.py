@@ -102,6 +102,36 @@ def maxvit_block_input_sizes(image_size: int, n_blocks: int = 4) -> list[int]:
     return sizes
 
 
+def maxvit_partition_size(image_size: int, partition_size: int | None = None) -> int:
+    """The MaxViT partition size to use at ``image_size`` (see :class:`MaxViTTBackbone`).
+
+    Raises:
+        ConfigError: no size >= 2 fits (``model.image_size``), or the given one does not
+            divide every attention grid (``model.backbone_options.partition_size``).
+    """
+    sizes = maxvit_block_input_sizes(image_size)
+    if partition_size is None:
+        fitting = [p for p in range(7, 0, -1) if all(s % p == 0 for s in sizes)]
+        partition_size = fitting[0]
+        if partition_size < 2:
+            raise ConfigError(
+                f"model.image_size: maxvit_t cannot run at {image_size}x{image_size}: its "
+                f"attention grids {sizes} must share a divisor (the partition size) >= 2; "
+                "use a multiple of 32 (a multiple of 224 keeps torchvision's partition size 7)"
+            )
+    if (
+        not isinstance(partition_size, int)
+        or partition_size < 1
+        or any(s % partition_size for s in sizes)
+    ):
+        raise ConfigError(
+            f"model.backbone_options.partition_size: {partition_size!r} does not divide the "
+            f"maxvit_t attention grids {sizes} at image_size {image_size}; allowed: "
+            f"{[p for p in range(1, sizes[-1] + 1) if all(s % p == 0 for s in sizes)]}"
+        )
+    return partition_size
+
+
 class MaxViTTBackbone(Backbone):
     """torchvision MaxViT-T without its classifier: ``[B, 3, 224, 224] -> [B, 512, 7, 7]``.
 
@@ -121,26 +151,7 @@ class MaxViTTBackbone(Backbone):
         super().__init__()
         from torchvision.models.maxvit import MaxVit
 
-        sizes = maxvit_block_input_sizes(image_size)
-        if partition_size is None:
-            fitting = [p for p in range(7, 0, -1) if all(s % p == 0 for s in sizes)]
-            partition_size = fitting[0]
-            if partition_size < 2:
-                raise ConfigError(
-                    f"model.image_size: maxvit_t cannot run at {image_size}x{image_size}: its "
-                    f"attention grids {sizes} must share a divisor (the partition size) >= 2; "
-                    "use a multiple of 32 (a multiple of 224 keeps torchvision's partition size 7)"
-                )
-        if (
-            not isinstance(partition_size, int)
-            or partition_size < 1
-            or any(s % partition_size for s in sizes)
-        ):
-            raise ConfigError(
-                f"model.backbone_options.partition_size: {partition_size!r} does not divide the "
-                f"maxvit_t attention grids {sizes} at image_size {image_size}; allowed: "
-                f"{[p for p in range(1, sizes[-1] + 1) if all(s % p == 0 for s in sizes)]}"
-            )
+        partition_size = maxvit_partition_size(image_size, partition_size)
         self.partition_size = partition_size
         net = MaxVit(
             input_size=(image_size, image_size),
