@@ -53,7 +53,7 @@ def plain_step_fn() -> Callable[[torch.Tensor, torch.Tensor], float]:
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
