@@ -222,3 +222,31 @@ def test_full_rotation_layers_use_blocked_products_correctly(n):
     g_slow = torch.autograd.grad(slow.sum(), (state, weights))
     for a, b in zip(g_fast, g_slow, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("n", "wires", "wht"),
+    [(5, [0, 3, 4], False), (9, [8, 0, 6, 3, 5], False), (9, [8, 0, 6, 3, 5], True)],
+)
+def test_z_and_x_match_dense_reference_and_gradcheck(monkeypatch, n, wires, wht):
+    # n = 9 exercises the per-wire passes, the shared Gram matrix of the last wires and
+    # (wht=True) the Walsh–Hadamard path used on CUDA.
+    import qhead.simulator.circuit as circuit
+    from qhead.simulator import z_and_x
+
+    monkeypatch.setattr(circuit, "_WHT_ON_CPU", wht)
+    state = random_state(3, n, 21)
+    z, x = z_and_x(state, wires)
+    for i in range(3):
+        psi = state[i].reshape(-1).numpy().astype(complex)
+        np.testing.assert_allclose(z[i].numpy(), ref.expval_z(psi, wires, n), atol=1e-12)
+        for j, w in enumerate(wires):
+            flipped = ref.one_qubit(ref.X, w, n) @ psi
+            np.testing.assert_allclose(
+                float(x[i, j]), float((psi.conj() @ flipped).real), atol=1e-12
+            )
+    torch.autograd.gradcheck(
+        lambda s: torch.cat(z_and_x(s, wires), dim=1),
+        (state.requires_grad_(True),),
+        fast_mode=True,  # random projections: 2^9 inputs would need 512 perturbations
+    )

@@ -14,6 +14,7 @@ from qhead.simulator.circuit import (
     product_expval_z,
     run_circuit,
     validate_ops,
+    z_and_x,
 )
 from qhead.simulator.encoding import MAX_QUBITS, amplitude_encode, check_finite_rows, num_qubits
 from qhead.simulator.gates import (
@@ -63,5 +64,6 @@ __all__ = [
     "rz_matrix",
     "sample_expval_z",
     "validate_ops",
+    "z_and_x",
     "z_signs",
 ]

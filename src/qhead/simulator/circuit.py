@@ -376,54 +376,89 @@ def _hadamard_all(flat: torch.Tensor, n: int) -> torch.Tensor:
 # transform (three 32×32 matrix products at n = 15) instead of one elementwise pass per
 # wire (n kernel launches each way). On CPU the per-wire passes measured faster.
 _WHT_FROM = 6
+_WHT_ON_CPU = False
+
+
+# The last _TAIL wires' ⟨X⟩ come from one small Gram matrix V^T V of the state viewed as
+# [B, 2^(n−t), 2^t] (a batched matrix product) instead of strided per-wire passes, which
+# are slowest exactly for those wires (measured ~4× faster both ways at n = 15).
+_TAIL = 4
+
+
+@functools.lru_cache(maxsize=16)
+def _tail_flips(t: int) -> torch.Tensor:
+    """``[t, 2^t, 2^t]``: the permutation matrix of X on each of the last t wires."""
+    index = torch.arange(2**t)
+    eye = torch.eye(2**t, dtype=torch.float64)
+    return torch.stack([eye[index ^ (1 << (t - 1 - j))] for j in range(t)])
 
 
 class _ZX(torch.autograd.Function):
     """⟨Z_k⟩ and ⟨X_k⟩ of a real state for m wires, with a hand-written backward.
 
-    z = ψ² @ signs (one matrix product for all wires). For x: since a unitary on the
-    other wires leaves wire k's reduced state unchanged, ⟨X_k⟩ = ⟨Z_k⟩ of φ = H^{⊗n} ψ for
-    every k at once, so x = φ² @ signs (for small n, one pass per wire instead).
-    Backward: ∂z_k/∂ψ = 2ψ·s_k and ∂x_k/∂ψ = 2 H^{⊗n}(φ·s_k), i.e. two matrix products
-    with the sign table, two elementwise products and one more transform.
+    z = ψ² @ signs (one matrix product for all wires); x_k = Σ_j ψ_j ψ_{j⊕k}. On CUDA,
+    x comes from one Walsh–Hadamard transform φ = H^{⊗n} ψ (a unitary on the other wires
+    leaves wire k's reduced state unchanged, so ⟨X_k⟩_ψ = ⟨Z_k⟩_φ for every k at once).
+    On CPU it takes one pass per wire, except for the last _TAIL wires, which share one
+    Gram matrix G = VᵀV (x_k = tr(G P_k), P_k the permutation of X_k).
+    Backward: ∂z_k/∂ψ = 2ψ·s_k, ∂x_k/∂ψ = 2 X_k ψ, accumulated in place.
     """
 
     @staticmethod
     def forward(ctx, flat, signs, splits, need_x):
+        batch = flat.shape[0]
         n = flat.shape[1].bit_length() - 1
         z = flat.square() @ signs
         phi = None
+        tail = _TAIL if n >= 2 * _TAIL else 0
+        flips = None
         if not need_x:
             x = torch.zeros_like(z)
-        elif n >= _WHT_FROM and flat.is_cuda:
+        elif n >= _WHT_FROM and (flat.is_cuda or _WHT_ON_CPU):
             phi = _hadamard_all(flat, n)
             x = phi.square() @ signs
         else:
-            parts = []
-            for lo, hi in splits:
-                v0, v1 = flat.view(flat.shape[0], lo, 2, hi).unbind(2)
-                parts.append((v0 * v1).sum(dim=(1, 2)))
-            x = 2 * torch.stack(parts, dim=1)
-        ctx.save_for_backward(flat, signs, phi)
-        ctx.splits, ctx.need_x, ctx.n = splits, need_x, n
+            x = torch.empty_like(z)
+            in_tail = [k for k, (lo, _) in enumerate(splits) if lo >= 2 ** (n - tail)]
+            if in_tail:
+                view = flat.view(batch, -1, 2**tail)
+                gram = torch.bmm(view.transpose(1, 2), view)  # [B, T, T]
+                wires = [(splits[k][0].bit_length() - 1) - (n - tail) for k in in_tail]
+                flips = _tail_flips(tail)[wires].to(flat)
+                x[:, in_tail] = torch.einsum("bij,kji->bk", gram, flips)
+            for k, (lo, hi) in enumerate(splits):
+                if k in in_tail:
+                    continue
+                v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
+                x[:, k] = 2 * (v0 * v1).sum(dim=(1, 2))
+            ctx.in_tail = in_tail
+        ctx.save_for_backward(flat, signs, phi, flips)
+        ctx.splits, ctx.need_x, ctx.n, ctx.tail = splits, need_x, n, tail
         return z, x
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz, gx):
-        flat, signs, phi = ctx.saved_tensors
+        flat, signs, phi, flips = ctx.saved_tensors
         batch = flat.shape[0]
         grad = torch.zeros_like(flat) if gz is None else 2 * flat * (gz @ signs.T)
-        if ctx.need_x and gx is not None:
-            if phi is not None:
-                grad += 2 * _hadamard_all(phi * (gx @ signs.T), ctx.n)
-            else:
-                for k, (lo, hi) in enumerate(ctx.splits):
-                    g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
-                    v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
-                    coef = (2 * gx[:, k]).view(batch, 1, 1)
-                    g0.addcmul_(v1, coef)
-                    g1.addcmul_(v0, coef)
+        if not ctx.need_x or gx is None:
+            return grad, None, None, None
+        if phi is not None:
+            grad += 2 * _hadamard_all(phi * (gx @ signs.T), ctx.n)
+            return grad, None, None, None
+        if ctx.in_tail:
+            # ∂ tr(VᵀV P)/∂V = 2 V P for the symmetric flips P.
+            mix = 2 * torch.einsum("bk,kij->bij", gx[:, ctx.in_tail], flips)
+            grad.view(batch, -1, 2**ctx.tail).baddbmm_(flat.view(batch, -1, 2**ctx.tail), mix)
+        for k, (lo, hi) in enumerate(ctx.splits):
+            if k in ctx.in_tail:
+                continue
+            g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
+            v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
+            coef = (2 * gx[:, k]).view(batch, 1, 1)
+            g0.addcmul_(v1, coef)
+            g1.addcmul_(v0, coef)
         return grad, None, None, None
 
 
