@@ -400,13 +400,16 @@ def plot_confusions(rows: Sequence[ArmRow], path: Path) -> bool:
     for ax, (arm, total, classes, count) in zip(axes[0], panels, strict=True):
         ax.imshow(total, cmap="Blues")
         size = len(total)
+        peak = max(max(row) for row in total) or 1
         for i in range(size):
             for j in range(size):
-                ax.text(j, i, str(total[i][j]), ha="center", va="center", fontsize=8)
+                colour = "white" if total[i][j] > 0.6 * peak else "black"
+                ax.text(j, i, str(total[i][j]), ha="center", va="center", fontsize=8,
+                        color=colour)
         ticks = classes if classes and len(classes) == size else [str(i) for i in range(size)]
         ax.set_xticks(range(size), ticks, rotation=45, fontsize=7)
         ax.set_yticks(range(size), ticks, fontsize=7)
-        ax.set_title(f"{arm} (sum of {count} seeds)", fontsize=9)
+        ax.set_title(f"{arm} (sum over {count} seed{'s' if count > 1 else ''})", fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
     fig.tight_layout()
