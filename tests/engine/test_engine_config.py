@@ -82,3 +82,13 @@ def test_round_trip_through_plain_dict_and_yaml() -> None:
     cfg = load_config(preset="maxvit_t_q/aot", overrides=["epochs=3", "seed=4"])
     plain = config_to_dict(cfg)
     assert config_from_dict(yaml.safe_load(yaml.safe_dump(plain))) == cfg
+
+
+def test_on_off_switches_survive_yaml_booleans(tmp_path) -> None:
+    cfg = load_config(overrides=["amp=off", "channels_last=on"])
+    assert (cfg.amp, cfg.channels_last) == ("off", "on")
+    path = tmp_path / "c.yaml"
+    path.write_text("amp: off\nchannels_last: off\n")
+    cfg = load_config(path)
+    assert (cfg.amp, cfg.channels_last) == ("off", "off")
+    assert load_config(overrides=["amp=bf16"]).amp == "bf16"

@@ -157,6 +157,10 @@ class TrainConfig:
             isinstance(self.grad_clip, bool) or not self.grad_clip > 0
         ):
             raise ConfigError(f"grad_clip: expected null or a number > 0, got {self.grad_clip!r}")
+        # YAML 1.1 reads off/on/no/yes as booleans, which reach these str fields as
+        # "False"/"True": `amp=off` on the command line must still mean "off".
+        self.amp = _switch(self.amp, true="auto")
+        self.channels_last = _switch(self.channels_last, true="on")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("amp", self.amp, AMP_MODES)
@@ -183,6 +187,15 @@ class TrainConfig:
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
     if not _is_int(value) or value < minimum:
         raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+
+
+def _switch(value: Any, true: str) -> Any:
+    text = str(value).lower()
+    if value is False or text in ("false", "no"):
+        return "off"
+    if value is True or text in ("true", "yes"):
+        return true
+    return value
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
