@@ -226,11 +226,17 @@ def test_full_rotation_layers_use_blocked_products_correctly(n):
 
 @pytest.mark.parametrize(
     ("n", "wires", "wht"),
-    [(5, [0, 3, 4], False), (9, [8, 0, 6, 3, 5], False), (9, [8, 0, 6, 3, 5], True)],
+    [
+        (5, [0, 3, 4], False),
+        (9, [8, 0, 6, 3, 5], False),
+        (11, [10, 0, 1, 5, 7], False),
+        (9, [8, 0, 6, 3, 5], True),
+    ],
 )
 def test_z_and_x_match_dense_reference_and_gradcheck(monkeypatch, n, wires, wht):
-    # n = 9 exercises the per-wire passes, the shared Gram matrix of the last wires and
-    # (wht=True) the Walsh–Hadamard path used on CUDA.
+    # n = 11 exercises the Gram matrices of wire pairs from the top (at several depths,
+    # one pair skipped because no wire of it is measured) and of the bottom group; n = 5
+    # and 9 a bottom group only; wht=True the Walsh–Hadamard path used on CUDA.
     import qhead.simulator.circuit as circuit
     from qhead.simulator import z_and_x
 

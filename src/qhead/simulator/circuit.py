@@ -379,86 +379,129 @@ _WHT_FROM = 6
 _WHT_ON_CPU = False
 
 
-# The last _TAIL wires' ⟨X⟩ come from one small Gram matrix V^T V of the state viewed as
-# [B, 2^(n−t), 2^t] (a batched matrix product) instead of strided per-wire passes, which
-# are slowest exactly for those wires (measured ~4× faster both ways at n = 15).
-_TAIL = 4
+# On CPU, ⟨Z_k⟩ and ⟨X_k⟩ come from small Gram matrices (reduced density matrices of
+# groups of adjacent wires), each one batched matrix product that reads the state once:
+# groups of _TOP wires from the top, G = V Vᵀ with V the state viewed as
+# [B·2^a, 2^g, 2^r] (efficient while the contiguous rows 2^r are long, r ≥ _MIN_ROW),
+# and the remaining ≤ _MIN_ROW + _TOP − 1 bottom wires from one G = VᵀV of
+# [B, 2^(n−t), 2^t]. Measured at n = 15, batch 32, one thread: ~8 ms for all 15 wires
+# both ways, instead of ~26 ms forward / 45 ms backward with one strided pass per wire.
+_TOP = 2
+_MIN_ROW = 5
 
 
-@functools.lru_cache(maxsize=16)
-def _tail_flips(t: int) -> torch.Tensor:
-    """``[t, 2^t, 2^t]``: the permutation matrix of X on each of the last t wires."""
-    index = torch.arange(2**t)
-    eye = torch.eye(2**t, dtype=torch.float64)
-    return torch.stack([eye[index ^ (1 << (t - 1 - j))] for j in range(t)])
+def _groups(n: int) -> list[tuple[int, int, bool]]:
+    """Covers wires 0..n−1 with ``(first wire, size, bottom)`` groups (see above)."""
+    out = []
+    first = 0
+    while n - first - _TOP >= _MIN_ROW:
+        out.append((first, _TOP, False))
+        first += _TOP
+    out.append((first, n - first, True))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _group_tables(g: int) -> torch.Tensor:
+    """``[2g, 2^g, 2^g]``: the matrices of Z_j (first g) and X_j (last g) on g wires."""
+    index = torch.arange(2**g)
+    eye = torch.eye(2**g, dtype=torch.float64)
+    z = [torch.diag((1 - 2 * ((index >> (g - 1 - j)) & 1)).double()) for j in range(g)]
+    x = [eye[index ^ (1 << (g - 1 - j))] for j in range(g)]
+    return torch.stack(z + x)
+
+
+def _group_view(flat: torch.Tensor, n: int, first: int, g: int, bottom: bool) -> torch.Tensor:
+    batch = flat.shape[0]
+    if bottom:
+        return flat.view(batch, 2 ** (n - g), 2**g)
+    return flat.view(batch * 2**first, 2**g, 2 ** (n - first - g))
 
 
 class _ZX(torch.autograd.Function):
     """⟨Z_k⟩ and ⟨X_k⟩ of a real state for m wires, with a hand-written backward.
 
-    z = ψ² @ signs (one matrix product for all wires); x_k = Σ_j ψ_j ψ_{j⊕k}. On CUDA,
-    x comes from one Walsh–Hadamard transform φ = H^{⊗n} ψ (a unitary on the other wires
-    leaves wire k's reduced state unchanged, so ⟨X_k⟩_ψ = ⟨Z_k⟩_φ for every k at once).
-    On CPU it takes one pass per wire, except for the last _TAIL wires, which share one
-    Gram matrix G = VᵀV (x_k = tr(G P_k), P_k the permutation of X_k).
-    Backward: ∂z_k/∂ψ = 2ψ·s_k, ∂x_k/∂ψ = 2 X_k ψ, accumulated in place.
+    On CPU every wire's Z and X come from the Gram matrix G of its wire group
+    (:func:`_groups`): z_k = tr(G Z_k), x_k = tr(G X_k), one batched matrix product per
+    group. On CUDA, z = ψ² @ signs and x comes from one Walsh–Hadamard transform
+    φ = H^{⊗n} ψ (a unitary on the other wires leaves wire k's reduced state unchanged,
+    so ⟨X_k⟩_ψ = ⟨Z_k⟩_φ for every k at once).
+    Backward: ∂ tr(G P)/∂V = 2 P V (or 2 V P for G = VᵀV) for the symmetric P =
+    Σ_k gz_k Z_k + gx_k X_k of each group, accumulated in place.
     """
 
     @staticmethod
-    def forward(ctx, flat, signs, splits, need_x):
-        batch = flat.shape[0]
+    def forward(ctx, flat, signs, wires, need_x):
         n = flat.shape[1].bit_length() - 1
-        z = flat.square() @ signs
-        phi = None
-        tail = _TAIL if n >= 2 * _TAIL else 0
-        flips = None
-        if not need_x:
-            x = torch.zeros_like(z)
-        elif n >= _WHT_FROM and (flat.is_cuda or _WHT_ON_CPU):
-            phi = _hadamard_all(flat, n)
-            x = phi.square() @ signs
-        else:
-            x = torch.empty_like(z)
-            in_tail = [k for k, (lo, _) in enumerate(splits) if lo >= 2 ** (n - tail)]
-            if in_tail:
-                view = flat.view(batch, -1, 2**tail)
-                gram = torch.bmm(view.transpose(1, 2), view)  # [B, T, T]
-                wires = [(splits[k][0].bit_length() - 1) - (n - tail) for k in in_tail]
-                flips = _tail_flips(tail)[wires].to(flat)
-                x[:, in_tail] = torch.einsum("bij,kji->bk", gram, flips)
-            for k, (lo, hi) in enumerate(splits):
-                if k in in_tail:
-                    continue
-                v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
-                x[:, k] = 2 * (v0 * v1).sum(dim=(1, 2))
-            ctx.in_tail = in_tail
-        ctx.save_for_backward(flat, signs, phi, flips)
-        ctx.splits, ctx.need_x, ctx.n, ctx.tail = splits, need_x, n, tail
+        ctx.n, ctx.need_x, ctx.wires = n, need_x, wires
+        if flat.is_cuda or _WHT_ON_CPU:
+            z = flat.square() @ signs
+            phi = None
+            if need_x:
+                phi = _hadamard_all(flat, n)
+                x = phi.square() @ signs
+            else:
+                x = torch.zeros_like(z)
+            ctx.save_for_backward(flat, signs, phi)
+            ctx.plan = None
+            return z, x
+        batch = flat.shape[0]
+        z = flat.new_empty(batch, len(wires))
+        x = torch.zeros_like(z)
+        plan = []
+        for first, g, bottom in _groups(n):
+            cols = [i for i, w in enumerate(wires) if first <= w < first + g]
+            if not cols:
+                continue
+            local = [wires[i] - first for i in cols]
+            tables = _group_tables(g).to(flat)
+            view = _group_view(flat, n, first, g, bottom)
+            gram = view.transpose(1, 2) @ view if bottom else view @ view.transpose(1, 2)
+            gram = gram.view(batch, -1, 2**g, 2**g).sum(1)
+            vals = torch.einsum("bij,kij->bk", gram, tables)  # [B, 2g]
+            z[:, cols] = vals[:, local]
+            if need_x:
+                x[:, cols] = vals[:, [g + j for j in local]]
+            plan.append((first, g, bottom, cols, local))
+        ctx.plan = plan
+        ctx.save_for_backward(flat, signs, None)
         return z, x
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz, gx):
-        flat, signs, phi, flips = ctx.saved_tensors
+        flat, signs, phi = ctx.saved_tensors
+        n = ctx.n
+        if gz is None:
+            gz = torch.zeros(flat.shape[0], len(ctx.wires), dtype=flat.dtype, device=flat.device)
+        if ctx.plan is None:
+            grad = 2 * flat * (gz @ signs.T)
+            if phi is not None and gx is not None:
+                grad += 2 * _hadamard_all(phi * (gx @ signs.T), n)
+            return grad, None, None, None
         batch = flat.shape[0]
-        grad = torch.zeros_like(flat) if gz is None else 2 * flat * (gz @ signs.T)
-        if not ctx.need_x or gx is None:
-            return grad, None, None, None
-        if phi is not None:
-            grad += 2 * _hadamard_all(phi * (gx @ signs.T), ctx.n)
-            return grad, None, None, None
-        if ctx.in_tail:
-            # ∂ tr(VᵀV P)/∂V = 2 V P for the symmetric flips P.
-            mix = 2 * torch.einsum("bk,kij->bij", gx[:, ctx.in_tail], flips)
-            grad.view(batch, -1, 2**ctx.tail).baddbmm_(flat.view(batch, -1, 2**ctx.tail), mix)
-        for k, (lo, hi) in enumerate(ctx.splits):
-            if k in ctx.in_tail:
-                continue
-            g0, g1 = grad.view(batch, lo, 2, hi).unbind(2)
-            v0, v1 = flat.view(batch, lo, 2, hi).unbind(2)
-            coef = (2 * gx[:, k]).view(batch, 1, 1)
-            g0.addcmul_(v1, coef)
-            g1.addcmul_(v0, coef)
+        grad = None
+        for first, g, bottom, cols, local in ctx.plan:
+            tables = _group_tables(g).to(flat)
+            coef = flat.new_zeros(batch, 2 * g)
+            coef[:, local] = gz[:, cols]
+            if ctx.need_x and gx is not None:
+                coef[:, [g + j for j in local]] = gx[:, cols]
+            mix = 2 * torch.einsum("bk,kij->bij", coef, tables)  # [B, 2^g, 2^g], symmetric
+            view = _group_view(flat, n, first, g, bottom)
+            if not bottom and first:
+                mix = mix.repeat_interleave(2**first, dim=0)
+            if grad is None:
+                grad = view @ mix if bottom else mix @ view
+                grad = grad.reshape(flat.shape)
+            else:
+                gview = _group_view(grad, n, first, g, bottom)
+                if bottom:
+                    gview.baddbmm_(view, mix)
+                else:
+                    gview.baddbmm_(mix, view)
+        if grad is None:
+            grad = torch.zeros_like(flat)
         return grad, None, None, None
 
 
@@ -469,8 +512,7 @@ def z_and_x(state: torch.Tensor, wires: Sequence[int], need_x: bool = True):
     n = state.dim() - 1
     flat = state.reshape(state.shape[0], -1)
     signs = z_signs(n, wires, flat.dtype, flat.device)
-    splits = tuple((2**w, 2 ** (n - w - 1)) for w in wires)
-    return _ZX.apply(flat, signs, splits, need_x)
+    return _ZX.apply(flat, signs, tuple(int(w) for w in wires), need_x)
 
 
 def product_expval_z(

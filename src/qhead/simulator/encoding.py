@@ -68,7 +68,9 @@ class _Encode(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, flat, norm, dim):
-        out = flat.new_zeros(flat.shape[0], dim)
+        # Only the padding needs zeros: zeroing the whole buffer first would cost a pass.
+        out = flat.new_empty(flat.shape[0], dim)
+        out[:, flat.shape[1] :].zero_()
         torch.div(flat, norm, out=out[:, : flat.shape[1]])
         ctx.save_for_backward(out, norm)
         ctx.n_features = flat.shape[1]
