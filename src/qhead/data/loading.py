@@ -206,7 +206,36 @@ class _Transform:
         return normalize_tensor(x, self.normalize)
 
 
-class ImageFileDataset(Dataset):
+class _LabelledImages(Dataset):
+    """Shared behaviour of both dataset classes.
+
+    Subclasses set ``labels`` and ``transform`` and define ``decode(index)``, which returns
+    the un-normalised ``[3, S, S]`` image in the 0–255 range.
+    """
+
+    labels: list[int]
+    transform: _Transform
+
+    def decode(self, index: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def train(self) -> bool:
+        """Whether training augmentation (random flip) is applied; settable."""
+        return self.transform.train
+
+    @train.setter
+    def train(self, value: bool) -> None:
+        self.transform.train = bool(value)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.decode(index)), self.labels[index]
+
+
+class ImageFileDataset(_LabelledImages):
     """Images read from files: items are ``(float32 [3, S, S] normalised, label int)``.
 
     Attributes:
@@ -241,18 +270,6 @@ class ImageFileDataset(Dataset):
         if not len(self.paths) == len(self.labels) == len(self.crop_bottom) == len(self.sha256):
             raise ValueError("paths, labels, crop_bottom and sha256 must have the same length")
 
-    @property
-    def train(self) -> bool:
-        """Whether training augmentation (random flip) is applied; settable."""
-        return self.transform.train
-
-    @train.setter
-    def train(self, value: bool) -> None:
-        self.transform.train = bool(value)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
     def decode(self, index: int) -> torch.Tensor:
         """The resized ``uint8 [3, S, S]`` image of item ``index`` (from the cache if filled)."""
         if self._cache is not None:
@@ -263,9 +280,6 @@ class ImageFileDataset(Dataset):
             expected_sha256=self.sha256[index],
         )
         return resize_to_tensor(img, self.image_size)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.decode(index)), self.labels[index]
 
     def preload(self, *, cache: bool, skip_bad: bool) -> list[str]:
         """Decodes every image once (in this process, before any worker forks).
@@ -305,7 +319,7 @@ class ImageFileDataset(Dataset):
         return skipped
 
 
-class TensorImageDataset(Dataset):
+class TensorImageDataset(_LabelledImages):
     """Small images held in memory as ``uint8 [N, C, h, w]`` (C = 1 or 3), upsampled per item.
 
     Items are ``(float32 [3, S, S] normalised, label int)``: bilinear upsampling of one
@@ -339,18 +353,6 @@ class TensorImageDataset(Dataset):
         self.paths = list(names) if names is not None else default
         self.transform = _Transform(train=train, hflip=hflip, normalize=normalize)
 
-    @property
-    def train(self) -> bool:
-        """Whether training augmentation (random flip) is applied; settable."""
-        return self.transform.train
-
-    @train.setter
-    def train(self, value: bool) -> None:
-        self.transform.train = bool(value)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
     def decode(self, index: int) -> torch.Tensor:
         """The upsampled ``uint8``-range float image ``[3, S, S]`` of item ``index``."""
         x = self.images[index].to(torch.float32).unsqueeze(0)
@@ -364,5 +366,3 @@ class TensorImageDataset(Dataset):
             x = x.expand(3, -1, -1)
         return x
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.decode(index)), self.labels[index]
