@@ -463,13 +463,7 @@ def cell_status(run_dir: Path, cell: Cell, overrides: Mapping[str, Any]) -> Cell
         old = _tracked(record.get("overrides", {}))
         if record.get("preset") != cell.preset:
             reasons.append(f"preset: expected {cell.preset!r}, run has {record.get('preset')!r}")
-        for key in sorted(set(old) | set(overrides)):
-            if key not in old:
-                reasons.append(f"{key}: expected {overrides[key]!r}, not set in run")
-            elif key not in overrides:
-                reasons.append(f"{key}: run has {old[key]!r}, not in the current grid")
-            elif not _same(old[key], overrides[key]):
-                reasons.append(f"{key}: expected {overrides[key]!r}, run has {old[key]!r}")
+        reasons.extend(config_differences(overrides, old))
     if config is not None:
         reasons.extend(overrides_differences(overrides, config))
     if reasons:
