@@ -88,22 +88,6 @@ def find_metric(final: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def accuracy_and_f1(metrics: Mapping[str, Any], source: object) -> tuple[Any, Any]:
-    """The accuracy and macro-F1 values of a metrics dict (``final.json`` or an evaluation).
-
-    Raises:
-        DataError: naming ``source`` and the keys looked for, if either is missing.
-    """
-    acc = find_metric(metrics, ACCURACY_KEYS)
-    f1 = find_metric(metrics, F1_KEYS)
-    if acc is None or f1 is None:
-        raise DataError(
-            f"{source}: needs accuracy ({'/'.join(ACCURACY_KEYS)}) and macro-F1 "
-            f"({'/'.join(F1_KEYS)}); found keys {sorted(metrics)}"
-        )
-    return acc, f1
-
-
 def _as_fraction(value: Any, what: str, path: Path) -> float:
     try:
         v = float(value)
@@ -219,7 +203,13 @@ def load_run(run_dir: Path | str) -> RunResult:
     record = read_cell_record(run_dir)
     config = read_config(run_dir)
     dataset, backbone, arm, seed = _identity(run_dir, record, config)
-    acc, f1 = accuracy_and_f1(final, final_path)
+    acc = find_metric(final, ACCURACY_KEYS)
+    f1 = find_metric(final, F1_KEYS)
+    if acc is None or f1 is None:
+        raise DataError(
+            f"{final_path}: needs accuracy ({'/'.join(ACCURACY_KEYS)}) and macro-F1 "
+            f"({'/'.join(F1_KEYS)}); found keys {sorted(final)}"
+        )
     params = find_metric(final, PARAMS_KEYS)
     if params is None and config is not None:
         params = params_from_config(config)

@@ -21,7 +21,7 @@ from typing import Any
 
 from qhead.errors import ConfigError, DataError
 from qhead.experiments.grid import read_config
-from qhead.experiments.results import accuracy_and_f1, budget_of
+from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, budget_of, find_metric
 from qhead.experiments.stats import Summary, summarize
 
 EXACT = "exact"
@@ -142,7 +142,13 @@ def shot_study(
             accs, f1s = [], []
             for seed in seeds:
                 metrics = evaluate(Path(checkpoint), count, seed)
-                acc, f1 = accuracy_and_f1(metrics, checkpoint)
+                acc = find_metric(metrics, ACCURACY_KEYS)
+                f1 = find_metric(metrics, F1_KEYS)
+                if acc is None or f1 is None:
+                    raise DataError(
+                        f"{checkpoint}: evaluation gave no accuracy / macro-F1 "
+                        f"(keys {sorted(metrics)})"
+                    )
                 accs.append(float(acc))
                 f1s.append(float(f1))
             row = ShotRow(Path(checkpoint), count, summarize(accs), summarize(f1s), seeds)
