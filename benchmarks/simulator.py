@@ -26,14 +26,17 @@ CPU time (the fairer measure on a shared machine; use ``--threads 1`` there).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 import warnings
 
+import qhead  # noqa: F401, I001  (before torch: sets qhead's OpenMP wait policy, see qhead/__init__.py)
 import torch
 
 from qhead.quantum import AEVQC, CircuitLintWarning
+from qhead.simulator import kernels
 
 CIRCUITS = (("ansatz1", 1), ("ansatz1", 3), ("ansatz2", 1))
 BATCH, FEATURES = 32, 512 * 7 * 7
@@ -116,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeats, pl_repeats, warmup = args.repeats, args.pl_repeats, 1
+    # Three warm-up runs: the first call of a circuit compiles its plan and loads the
+    # compiled CPU kernels; one run was not enough for the first circuit measured.
+    repeats, pl_repeats, warmup = args.repeats, args.pl_repeats, 3
     if args.quick:
         repeats, pl_repeats = 3, 1
     device = torch.device(args.device)
@@ -127,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# AE-VQC benchmark: batch {BATCH}, {FEATURES} features (n=15), float32, "
         f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"{platform.processor() or platform.machine()}"
+        f"{platform.processor() or platform.machine()}, CPU kernels "
+        f"{'on' if kernels.enabled() else 'off'}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     references = []
     if not args.no_pennylane:
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = AEVQC(FEATURES, name, layers, backend=backend)
             ref.load_state_dict(ours.state_dict())
             input_grad = backend.endswith("default.qubit")
-            result[backend] = layer_timings(ref, x.cpu(), pl_repeats, 0 if args.quick else warmup,
+            result[backend] = layer_timings(ref, x.cpu(), pl_repeats, 0 if args.quick else 1,
                                             input_grad=input_grad)
         rows.append(result)
         print(f"  done {result['circuit']}", flush=True)

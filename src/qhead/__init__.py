@@ -13,4 +13,15 @@ Layout (one folder per layer, each depending only on the ones above it):
 * :mod:`qhead.cli` — the ``qhead`` command.
 """
 
+import os as _os
+import sys as _sys
+
+# torch's OpenMP workers busy-wait for milliseconds after every parallel op by default;
+# that steals a core from the simulator's CPU kernel threads (qhead.simulator.kernels)
+# and halves their speed on a small machine. Sleeping workers cost torch nothing
+# measurable (a ResNet-18 step is as fast). This only takes effect when qhead is
+# imported before torch (as by the ``qhead`` command) and the user has not chosen.
+if "torch" not in _sys.modules:
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"

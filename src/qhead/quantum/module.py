@@ -13,7 +13,7 @@ from qhead.errors import ConfigError
 from qhead.quantum.ansatz import Ansatz, build_ansatz, check_ops
 from qhead.quantum.lint import CircuitLintWarning, LintWarning, lint_ops
 from qhead.quantum.pennylane_backend import PennyLaneCircuit, parse_backend
-from qhead.simulator import MAX_QUBITS, amplitude_encode, check_finite_rows, num_qubits, run_circuit
+from qhead.simulator import MAX_QUBITS, check_finite_rows, num_qubits, run_encoded_circuit
 
 __all__ = ["AEVQC", "resolve_measured_wires"]
 
@@ -205,9 +205,8 @@ class AEVQC(nn.Module):
             flat = x.reshape(x.shape[0], -1).to(dtype)
             weights = self.weights.to(dtype)
             if self._pl is None:
-                state = amplitude_encode(flat, self.n_qubits)
-                return run_circuit(
-                    state, self._ops, weights, self.measured_wires,
+                return run_encoded_circuit(
+                    flat, self.n_qubits, self._ops, weights, self.measured_wires,
                     shots=self._shots, generator=self.generator,
                 )
             return self._forward_pennylane(flat, weights)

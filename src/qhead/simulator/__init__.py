@@ -13,6 +13,7 @@ from qhead.simulator.circuit import (
     ansatz1_closed_form,
     product_expval_z,
     run_circuit,
+    run_encoded_circuit,
     validate_ops,
     z_and_x,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "product_expval_z",
     "rotation_matrix",
     "run_circuit",
+    "run_encoded_circuit",
     "rx",
     "rx_matrix",
     "ry",

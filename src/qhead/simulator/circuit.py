@@ -28,8 +28,11 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from qhead.simulator import kernels
+from qhead.simulator.encoding import amplitude_encode
 from qhead.simulator.gates import (
     apply_matrix,
     apply_permutation,
@@ -51,6 +54,7 @@ __all__ = [
     "ansatz1_closed_form",
     "product_expval_z",
     "run_circuit",
+    "run_encoded_circuit",
     "validate_ops",
 ]
 
@@ -264,13 +268,35 @@ def _fused_matrices(local: _Local, weights: torch.Tensor, real_dtype: torch.dtyp
         step = eye
         for name, (positions, params) in slot.items():
             if params is not None:
-                angles = flat[torch.tensor(params, device=device)]
+                angles = flat[_index_tensor(params, device)]
                 mats = rotation_matrix(name, angles).to(dtype)
             else:
                 mats = _FIXED[name](real_dtype, device).to(dtype).expand(len(positions), 2, 2)
-            step = step.index_put((torch.tensor(positions, device=device),), mats)
+            if len(positions) == count:  # one gate on every wire: no identity to fill
+                step = mats if positions == list(range(count)) else mats[_inverse(positions)]
+            else:
+                step = step.index_put((_index_tensor(positions, device),), mats)
         fused = step if fused is None else step @ fused
     return eye if fused is None else fused
+
+
+_INDEX_TENSORS: dict = {}
+
+
+def _index_tensor(values: list[int], device) -> torch.Tensor:
+    """A cached index tensor (building one from a list on every call costs more than the op)."""
+    key = (tuple(values), str(device))
+    tensor = _INDEX_TENSORS.get(key)
+    if tensor is None:
+        tensor = _INDEX_TENSORS[key] = torch.tensor(values, dtype=torch.long, device=device)
+    return tensor
+
+
+def _inverse(positions: list[int]) -> list[int]:
+    inverse = [0] * len(positions)
+    for i, p in enumerate(positions):
+        inverse[p] = i
+    return inverse
 
 
 # One-qubit gates on adjacent wires are applied together as one 2^k × 2^k matrix (the
@@ -434,6 +460,13 @@ class _ZX(torch.autograd.Function):
     def forward(ctx, flat, signs, wires, need_x):
         n = flat.shape[1].bit_length() - 1
         ctx.n, ctx.need_x, ctx.wires = n, need_x, wires
+        ctx.kernel = kernels.usable(flat)
+        if ctx.kernel:
+            z_all, x_all = kernels.zx_forward(flat)
+            ctx.save_for_backward(flat, signs, None)
+            index = list(wires)
+            z = z_all[:, index]
+            return z, (x_all[:, index] if need_x else torch.zeros_like(z))
         if flat.is_cuda or _WHT_ON_CPU:
             z = flat.square() @ signs
             phi = None
@@ -474,6 +507,13 @@ class _ZX(torch.autograd.Function):
         n = ctx.n
         if gz is None:
             gz = torch.zeros(flat.shape[0], len(ctx.wires), dtype=flat.dtype, device=flat.device)
+        if ctx.kernel:
+            index = torch.tensor(ctx.wires)
+            gz_all = flat.new_zeros(flat.shape[0], n).index_add_(1, index, gz.to(flat.dtype))
+            gx_all = flat.new_zeros(flat.shape[0], n)
+            if ctx.need_x and gx is not None:
+                gx_all.index_add_(1, index, gx.to(flat.dtype))
+            return kernels.zx_backward(flat, gz_all, gx_all), None, None, None
         if ctx.plan is None:
             grad = 2 * flat * (gz @ signs.T)
             if phi is not None and gx is not None:
@@ -535,13 +575,28 @@ def product_expval_z(
         ``[B, m]``.
     """
     z0, x0 = z_and_x(state, wires, need_x)
+    return _product_from_zx(z0, x0, matrices, need_x)
+
+
+def _product_from_zx(
+    z0: torch.Tensor, x0: torch.Tensor, matrices: torch.Tensor, need_x: bool
+) -> torch.Tensor:
+    """The formula of :func:`product_expval_z` from ⟨Z_k⟩₀, ⟨X_k⟩₀ (``[B, m]`` each)."""
     m = matrices
-    a00, a01, a10, a11 = (m[:, i, j].abs().square() for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
-    cross = 2 * (m[:, 0, 0] * m[:, 0, 1].conj() - m[:, 1, 0] * m[:, 1, 1].conj()).real
-    # a = (1 + z0)/2 and b = (1 − z0)/2 because the state is normalised.
-    coef_a, coef_b = a00 - a10, a01 - a11
-    out = (coef_a + coef_b) / 2 + (coef_a - coef_b) / 2 * z0
-    return out + cross / 2 * x0 if need_x else out
+    # Whole-tensor ops rather than one op per matrix entry: with m ≤ 15 wires these
+    # tensors are tiny and the cost is the number of ops (forward and backward).
+    # Rows of d: (|m00|² − |m10|², |m01|² − |m11|²) = the coefficients of a = P(0) and
+    # b = P(1); a = (1 + z0)/2 and b = (1 − z0)/2 because the state is normalised.
+    sq = m.abs().square() if m.is_complex() else m.square()
+    d = sq[:, 0] - sq[:, 1]  # [m, 2]
+    halves = torch.tensor([[0.5, 0.5], [0.5, -0.5]], dtype=d.dtype, device=d.device)
+    const, slope = (d @ halves).unbind(1)
+    out = torch.addcmul(const, slope, z0)
+    if not need_x:
+        return out
+    prod = m[:, :, 0] * m[:, :, 1].conj()  # [m, 2]: m00 m01*, m10 m11*
+    half_cross = (prod[:, 0] - prod[:, 1]).real  # = cross/2
+    return torch.addcmul(out, half_cross, x0)
 
 
 def ansatz1_closed_form(
@@ -635,15 +690,18 @@ def run_circuit(
     return out
 
 
+def _product_matrices(plan: _Plan, weights: torch.Tensor, dtype, wires) -> torch.Tensor:
+    """``[m, 2, 2]``: the fused one-qubit unitary of each measured wire (product plans)."""
+    local = plan.product
+    mats = _fused_matrices(local, weights, dtype)
+    eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
+    return torch.stack([mats[local.wires.index(w)] if w in local.wires else eye for w in wires])
+
+
 def _run_plan(plan, state, weights, wires, shots, generator) -> torch.Tensor:
     real_dtype = state.real.dtype if state.is_complex() else state.dtype
     if plan.product is not None and shots is None and not state.is_complex():
-        local = plan.product
-        mats = _fused_matrices(local, weights, real_dtype)
-        eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
-        full = torch.stack(
-            [mats[local.wires.index(w)] if w in local.wires else eye for w in wires]
-        )
+        full = _product_matrices(plan, weights, real_dtype, wires)
         return product_expval_z(state, full, wires, need_x=plan.product_needs_x)
     for segment in plan.body:
         if isinstance(segment, _Perm):
@@ -654,3 +712,147 @@ def _run_plan(plan, state, weights, wires, shots, generator) -> torch.Tensor:
     if shots is None:
         return probabilities(state) @ signs
     return sample_expval_z(state, wires, shots, generator, signs=signs)
+
+
+class _Declined(Exception):
+    """A fused kernel left this batch to the torch path (see :func:`run_encoded_circuit`)."""
+
+
+class _EncodedZX(torch.autograd.Function):
+    """⟨Z_k⟩₀, ⟨X_k⟩₀ of ``amplitude_encode(features)`` by the CPU kernel, with the
+    fused backward (encoding included). Raises :class:`_Declined` for batches the
+    kernel leaves to the torch path."""
+
+    @staticmethod
+    def forward(ctx, features, n, wires, need_x):
+        result = kernels.encoded_zx_forward(features, n)
+        if result is None:
+            raise _Declined
+        z_all, x_all, norms = result
+        ctx.save_for_backward(features, z_all, x_all)
+        ctx.norms, ctx.n, ctx.wires, ctx.need_x = norms, n, wires, need_x
+        if wires != tuple(range(n)):
+            index = list(wires)
+            z_all, x_all = z_all[:, index], x_all[:, index]
+        return z_all, (x_all if need_x else torch.zeros_like(z_all))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gz, gx):
+        features, z_all, x_all = ctx.saved_tensors
+        if gx is None or not ctx.need_x:
+            gx = torch.zeros_like(gz if gz is not None else z_all)
+        if gz is None:
+            gz = torch.zeros_like(gx)
+        if ctx.wires != tuple(range(ctx.n)):
+            index = torch.tensor(ctx.wires)
+            gz = torch.zeros_like(z_all).index_add_(1, index, gz.to(z_all.dtype))
+            gx = torch.zeros_like(x_all).index_add_(1, index, gx.to(x_all.dtype))
+        grad = kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
+        return grad, None, None, None
+
+
+class _EncodedLayer(torch.autograd.Function):
+    """Z-parities after one layer of real one-qubit gates on ``amplitude_encode(features)``
+    by the CPU kernel (see :class:`_EncodedZX`)."""
+
+    @staticmethod
+    def forward(ctx, features, mats, n, signs_t):
+        result = kernels.encoded_layer_forward(features, n, mats, signs_t)
+        if result is None:
+            raise _Declined
+        out, work, norms = result
+        ctx.save_for_backward(mats)
+        ctx.work, ctx.norms, ctx.signs_t = work, norms, signs_t
+        ctx.n_features = features.shape[1]
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        (mats,) = ctx.saved_tensors
+        work, ctx.work = ctx.work, None  # the backward overwrites it
+        grad, grad_mats = kernels.encoded_layer_backward(
+            work, ctx.n_features, ctx.norms, mats, ctx.signs_t, gout
+        )
+        return grad, grad_mats.to(mats.dtype), None, None
+
+
+def _layer_matrices(plan: _Plan, local: _Local, weights: torch.Tensor, dtype) -> torch.Tensor:
+    """``[n, 2, 2]`` fused matrices of a one-qubit layer, identity on wires without gates."""
+    mats = _fused_matrices(local, weights, dtype)
+    eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
+    position = {w: i for i, w in enumerate(local.wires)}
+    return torch.stack([mats[position[w]] if w in position else eye for w in range(plan.n)])
+
+
+def _kernel_sign_table(plan: _Plan, dtype) -> np.ndarray:
+    key = ("signs_t", dtype)
+    if key not in plan._cache:
+        plan._cache[key] = plan.signs(dtype, torch.device("cpu")).T.contiguous().numpy()
+    return plan._cache[key]
+
+
+def _single_real_layer(plan: _Plan) -> _Local | None:
+    body = plan.body
+    if plan.product is None and len(body) == 1 and isinstance(body[0], _Local) and body[0].real:
+        return body[0]
+    return None
+
+
+def run_encoded_circuit(
+    features: torch.Tensor,
+    n_qubits: int,
+    ops: Sequence[Op],
+    weights: torch.Tensor,
+    wires: Sequence[int],
+    *,
+    shots: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``run_circuit(amplitude_encode(features, n_qubits), ops, ...)``, fused where possible.
+
+    On CPU with the compiled kernels (:mod:`qhead.simulator.kernels`), exact
+    expectations of circuits that are a product of one-qubit gates (Ansatz 1) or one
+    layer of real one-qubit gates followed by CNOTs (Ansatz 2 with D = 1) are computed
+    straight from the features: the padded, normalised states are never stored, and
+    the backward includes the encoding's. The values and gradients are those of the
+    unfused composition (tested); everything else, and batches with all-zero or
+    non-finite rows, take that composition.
+
+    Args:
+        features: ``[B, N]`` real features (already flattened), N ≤ 2^n_qubits.
+        n_qubits: register size n.
+        ops, weights, wires, shots, generator: as for :func:`run_circuit`.
+
+    Returns:
+        ``[B, m]``.
+    """
+    wires = tuple(int(w) for w in wires)
+    ops = tuple(ops)
+    fused = None
+    if shots is None and features.dim() == 2 and kernels.usable_features(features, n_qubits):
+        plan = _compile(ops, n_qubits, wires, tuple(weights.shape))
+        fused = _run_fused(plan, features, n_qubits, weights, wires)
+        if fused is not None and plan.uses_no_params and weights.requires_grad:
+            fused = fused + 0 * weights.sum().to(fused.dtype)
+    if fused is not None:
+        return fused
+    state = amplitude_encode(features, n_qubits)
+    return run_circuit(state, ops, weights, wires, shots=shots, generator=generator)
+
+
+def _run_fused(plan: _Plan, features, n, weights, wires) -> torch.Tensor | None:
+    dtype = features.dtype
+    try:
+        if plan.product is not None:
+            z0, x0 = _EncodedZX.apply(features, n, wires, plan.product_needs_x)
+            full = _product_matrices(plan, weights, dtype, wires)
+            return _product_from_zx(z0, x0, full, plan.product_needs_x)
+        layer = _single_real_layer(plan)
+        if layer is not None:
+            mats = _layer_matrices(plan, layer, weights, dtype)
+            return _EncodedLayer.apply(features, mats, n, _kernel_sign_table(plan, dtype))
+    except _Declined:
+        pass
+    return None

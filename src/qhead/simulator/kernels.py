@@ -1,0 +1,808 @@
+"""Compiled CPU kernels (numba) for the simulator's two hot paths.
+
+On a CPU the torch implementation of a 15-qubit layer is limited by memory traffic:
+every gate or every measured wire is one elementwise op that streams the whole batch
+of states (4 MiB at batch 32) through the caches. These kernels work one example at a
+time instead, so its state (128 KiB) stays in the core's L2 cache while all wires are
+processed, and the batch is split over ``torch.get_num_threads()`` threads (the kernels
+release the GIL). They compute exactly the same quantities as the torch code, in the
+same dtype; tests compare both paths and PennyLane.
+
+* :func:`zx_forward` / :func:`zx_backward`: ⟨Z_k⟩ and ⟨X_k⟩ of a real state for every
+  wire k, and the gradient of ``Σ gz·Z + gx·X`` (Ansatz 1's closed form).
+* :func:`local_forward` / :func:`local_backward`: one real 2×2 matrix per wire applied
+  to the state, then ⟨±Z-parities⟩ from a sign table (a layer of one-qubit gates with
+  the CNOTs after it folded into the table: Ansatz 2 with D = 1), and the gradients
+  with respect to the state and to the matrices.
+
+The kernels are used automatically for real float32/float64 CPU tensors with n ≥ 3
+when numba is installed; set the environment variable ``QHEAD_CPU_KERNELS=0`` (read at
+import) or call :func:`set_enabled` to use the torch code everywhere. The first call
+in a fresh environment compiles the kernels (a few seconds); the machine code is
+cached on disk by numba afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+try:  # numba is a dependency, but a platform without its wheels still works (slower).
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+__all__ = [
+    "available",
+    "enabled",
+    "encoded_layer_backward",
+    "encoded_layer_forward",
+    "encoded_zx_backward",
+    "encoded_zx_forward",
+    "layer_backward",
+    "layer_forward",
+    "set_enabled",
+    "usable",
+    "usable_features",
+    "zx_backward",
+    "zx_forward",
+]
+
+_ENABLED = numba is not None and os.environ.get("QHEAD_CPU_KERNELS", "1") != "0"
+
+#: Smallest register the kernels handle (the three lowest wires are unrolled).
+MIN_QUBITS = 3
+
+
+def available() -> bool:
+    """Whether numba is installed (the kernels can be compiled)."""
+    return numba is not None
+
+
+def enabled() -> bool:
+    """Whether the simulator currently uses the kernels where they apply."""
+    return _ENABLED
+
+
+def set_enabled(flag: bool) -> bool:
+    """Turns the kernels on or off (for comparisons); returns the previous setting.
+
+    Raises:
+        RuntimeError: when asked to enable them without numba installed.
+    """
+    global _ENABLED
+    if flag and numba is None:
+        raise RuntimeError("the CPU kernels need numba: pip install numba")
+    previous, _ENABLED = _ENABLED, bool(flag)
+    return previous
+
+
+def usable(state: torch.Tensor) -> bool:
+    """Whether a ``[B, 2^n]`` (or ``[B] + [2]*n``) state can take the kernel path."""
+    n = state.dim() - 1 if state.dim() > 2 else state.shape[-1].bit_length() - 1
+    return (
+        _ENABLED
+        and state.device.type == "cpu"
+        and state.dtype in (torch.float32, torch.float64)
+        and n >= MIN_QUBITS
+        and state.shape[0] > 0
+    )
+
+
+def usable_features(features: torch.Tensor, n: int) -> bool:
+    """Whether ``[B, N]`` features for an n-qubit register can take the fused kernels."""
+    return (
+        _ENABLED
+        and features.device.type == "cpu"
+        and features.dtype in (torch.float32, torch.float64)
+        and n >= MIN_QUBITS
+        and features.shape[0] > 0
+        and 0 < features.shape[1] <= 2**n
+    )
+
+
+if numba is not None:
+    # Reassociation lets LLVM vectorise the reductions; no flags that assume finite
+    # values. Integer literals are kept out of float arithmetic on purpose: numba
+    # would promote float32 expressions to float64 (half the vector width).
+    _FAST = {"reassoc", "contract", "nsz", "arcp"}
+    _jit = numba.njit(nogil=True, cache=True, fastmath=_FAST)
+    _inline = numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+
+    # ---------------------------------------------------------------- vector loops
+    # Each loop reads and writes distinct arrays (or distinct halves passed as separate
+    # slices that are only read): a loop writing two halves of one array would not be
+    # vectorised, LLVM cannot rule out that they overlap.
+
+    @_inline
+    def _dot(a, c):
+        acc = a[0] - a[0]
+        for i in range(a.shape[0]):
+            acc += a[i] * c[i]
+        return acc
+
+    @_inline
+    def _axpy(out, c0, a0):
+        for i in range(out.shape[0]):
+            out[i] += c0 * a0[i]
+
+    @_inline
+    def _axpy2(out, c0, a0, c1, a1):
+        for i in range(out.shape[0]):
+            out[i] += c0 * a0[i] + c1 * a1[i]
+
+    @_inline
+    def _axpy3(out, c0, a0, c1, a1, c2, a2):
+        for i in range(out.shape[0]):
+            out[i] += (c0 * a0[i] + c1 * a1[i]) + c2 * a2[i]
+
+    @_inline
+    def _axpy4(out, c0, a0, c1, a1, c2, a2, c3, a3):
+        for i in range(out.shape[0]):
+            out[i] += (c0 * a0[i] + c1 * a1[i]) + (c2 * a2[i] + c3 * a3[i])
+
+    @_inline
+    def _mix(out, a, c, m0, m1):
+        """out = m0·a + m1·c (one row of a 2×2 matrix applied to a pair of halves)."""
+        for i in range(out.shape[0]):
+            out[i] = m0 * a[i] + m1 * c[i]
+
+    @_inline
+    def _outer(la, lc, a, c):
+        """Σ_i [la_i, lc_i]ᵀ [a_i, c_i]: the four entries of a 2×2 matrix."""
+        s00 = s01 = s10 = s11 = a[0] - a[0]
+        for i in range(a.shape[0]):
+            s00 += la[i] * a[i]
+            s01 += la[i] * c[i]
+            s10 += lc[i] * a[i]
+            s11 += lc[i] * c[i]
+        return s00, s01, s10, s11
+
+    # ---------------------------------------------------------------- encoding
+    @_inline
+    def _encode_row(feat, psi):
+        """psi = pad(feat)/‖feat‖; returns ‖feat‖ (float64). All-zero rows give |0…0⟩
+        and norm 0 (as :func:`qhead.simulator.amplitude_encode`). Returns −1 for rows
+        this kernel leaves to the torch encoder: non-finite values (it raises the
+        error) and norms outside [1e-30, 1e30] (where 1/‖x‖ would lose precision in
+        float32; the torch encoder rescales first)."""
+        n_feat = feat.shape[0]
+        acc = 0.0
+        for i in range(n_feat):
+            v = np.float64(feat[i])
+            acc += v * v
+        if not acc <= 1e60:  # also NaN and inf (a comparison, not isfinite, which
+            return -1.0  # LLVM may fold under the fast-math flags)
+        if acc == 0:
+            for i in range(psi.shape[0]):
+                psi[i] = 0
+            psi[0] = 1
+            return 0.0
+        if acc < 1e-60:
+            return -1.0
+        norm = np.sqrt(acc)
+        psi[0] = 1.0 / norm  # the array converts the scale to its own dtype
+        scale = psi[0]
+        for i in range(n_feat):
+            psi[i] = feat[i] * scale
+        for i in range(n_feat, psi.shape[0]):
+            psi[i] = 0
+        return norm
+
+    @_inline
+    def _project_out(feat_grad, psi, g, norm):
+        """feat_grad = (g − ψ(ψ·g))/‖x‖ over the real features: the encoding's backward."""
+        if norm <= 0:
+            for i in range(feat_grad.shape[0]):
+                feat_grad[i] = 0
+            return
+        n_feat = feat_grad.shape[0]
+        overlap = _dot(psi[:n_feat], g[:n_feat])
+        feat_grad[0] = 1.0 / norm
+        scale = feat_grad[0]
+        for i in range(feat_grad.shape[0]):
+            feat_grad[i] = (g[i] - overlap * psi[i]) * scale
+
+    # ---------------------------------------------------------------- ⟨Z⟩, ⟨X⟩
+    @_inline
+    def _zx_one(row, n, z, x, blk):
+        """z[k] = ⟨Z_k⟩, x[k] = ⟨X_k⟩ of one real state ``row`` (2^n, n ≥ 3)."""
+        dim = row.shape[0]
+        nblk = dim >> 3
+        blocks = row.reshape(nblk, 8)
+        z0 = z1 = z2 = x0 = x1 = x2 = row[0] - row[0]
+        # The three lowest wires pair amplitudes inside blocks of 8; blk keeps each
+        # block's probability for the upper wires' ⟨Z⟩ (an 8× shorter array).
+        for j in range(nblk):
+            v = blocks[j]
+            v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
+            v4, v5, v6, v7 = v[4], v[5], v[6], v[7]
+            x2 += v0 * v1 + v2 * v3 + v4 * v5 + v6 * v7
+            x1 += v0 * v2 + v1 * v3 + v4 * v6 + v5 * v7
+            x0 += v0 * v4 + v1 * v5 + v2 * v6 + v3 * v7
+            p01 = v0 * v0 + v1 * v1
+            p23 = v2 * v2 + v3 * v3
+            p45 = v4 * v4 + v5 * v5
+            p67 = v6 * v6 + v7 * v7
+            z2 += (v0 * v0 - v1 * v1) + (v2 * v2 - v3 * v3)
+            z2 += (v4 * v4 - v5 * v5) + (v6 * v6 - v7 * v7)
+            z1 += (p01 - p23) + (p45 - p67)
+            z0 += (p01 + p23) - (p45 + p67)
+            blk[j] = (p01 + p23) + (p45 + p67)
+        z[n - 3], z[n - 2], z[n - 1] = z0, z1, z2
+        x[n - 3], x[n - 2], x[n - 1] = x0 + x0, x1 + x1, x2 + x2
+        for k in range(n - 3):
+            half = 1 << (n - 1 - k)
+            acc = row[0] - row[0]
+            for base in range(0, dim, 2 * half):
+                acc += _dot(row[base : base + half], row[base + half : base + 2 * half])
+            x[k] = acc + acc
+        # ⟨Z⟩ of the upper wires: fold the block probabilities one wire at a time, from
+        # the lowest upper wire (whose bit is the lowest bit of the block index) up.
+        size = nblk
+        for k in range(n - 4, -1, -1):
+            size >>= 1
+            acc = row[0] - row[0]
+            for j in range(size):
+                a = blk[2 * j]
+                c = blk[2 * j + 1]
+                acc += a - c
+                blk[j] = a + c
+            z[k] = acc
+
+    @_inline
+    def _zx_grad_one(row, n, gz, gx, g, blk):
+        """g = Σ_k (gz_k Z_k + gx_k X_k) row, i.e. ∂/∂ψ of Σ_k gz_k⟨Z_k⟩ + gx_k⟨X_k⟩ when
+        the caller passes doubled gz, gx."""
+        dim = row.shape[0]
+        nblk = dim >> 3
+        # Diagonal part Σ_k gz_k (−1)^bit_k(i), split as top(i >> 3) + low(i & 7).
+        blk[0] = 0
+        size = 1
+        for k in range(n - 3):
+            coef = gz[k]
+            for j in range(size - 1, -1, -1):
+                base = blk[j]
+                blk[2 * j] = base + coef
+                blk[2 * j + 1] = base - coef
+            size *= 2
+        a0, a1, a2 = gz[n - 3], gz[n - 2], gz[n - 1]
+        c0, c1, c2 = gx[n - 3], gx[n - 2], gx[n - 1]
+        d0, d1, d2, d3 = a0 + a1 + a2, a0 + a1 - a2, a0 - a1 + a2, a0 - a1 - a2
+        d4, d5, d6, d7 = -a0 + a1 + a2, -a0 + a1 - a2, -a0 - a1 + a2, -a0 - a1 - a2
+        blocks = row.reshape(nblk, 8)
+        gblocks = g.reshape(nblk, 8)
+        for j in range(nblk):
+            v = blocks[j]
+            o = gblocks[j]
+            t = blk[j]
+            v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
+            v4, v5, v6, v7 = v[4], v[5], v[6], v[7]
+            o[0] = (t + d0) * v0 + c2 * v1 + c1 * v2 + c0 * v4
+            o[1] = (t + d1) * v1 + c2 * v0 + c1 * v3 + c0 * v5
+            o[2] = (t + d2) * v2 + c2 * v3 + c1 * v0 + c0 * v6
+            o[3] = (t + d3) * v3 + c2 * v2 + c1 * v1 + c0 * v7
+            o[4] = (t + d4) * v4 + c2 * v5 + c1 * v6 + c0 * v0
+            o[5] = (t + d5) * v5 + c2 * v4 + c1 * v7 + c0 * v1
+            o[6] = (t + d6) * v6 + c2 * v7 + c1 * v4 + c0 * v2
+            o[7] = (t + d7) * v7 + c2 * v6 + c1 * v5 + c0 * v3
+        # Off-diagonal part of the upper wires, up to four wires per pass over g (each
+        # output segment gathers its partners from ψ): a pass per wire would move g
+        # through the cache four times as often. Segments shorter than 64 make the
+        # loops too short, so the last upper wires go one by one.
+        k0 = 0
+        while k0 < n - 3:
+            count = min(4, n - 3 - k0)
+            while count > 1 and (1 << (n - k0 - count)) < 64:
+                count -= 1
+            if count == 4:
+                _flip4(row, g, n, k0, gx[k0], gx[k0 + 1], gx[k0 + 2], gx[k0 + 3])
+            elif count == 3:
+                _flip3(row, g, n, k0, gx[k0], gx[k0 + 1], gx[k0 + 2])
+            elif count == 2:
+                _flip2(row, g, n, k0, gx[k0], gx[k0 + 1])
+            else:
+                _flip1(row, g, n, k0, gx[k0])
+            k0 += count
+
+    @_inline
+    def _flip1(row, g, n, k, c0):
+        h = 1 << (n - 1 - k)
+        for base in range(0, row.shape[0], 2 * h):
+            _axpy(g[base : base + h], c0, row[base + h : base + 2 * h])
+            _axpy(g[base + h : base + 2 * h], c0, row[base : base + h])
+
+    @_inline
+    def _flip2(row, g, n, k, c0, c1):
+        h = 1 << (n - 2 - k)
+        for base in range(0, row.shape[0], 4 * h):
+            for s in range(4):
+                o, p0, p1 = base + s * h, base + (s ^ 2) * h, base + (s ^ 1) * h
+                _axpy2(g[o : o + h], c0, row[p0 : p0 + h], c1, row[p1 : p1 + h])
+
+    @_inline
+    def _flip3(row, g, n, k, c0, c1, c2):
+        h = 1 << (n - 3 - k)
+        for base in range(0, row.shape[0], 8 * h):
+            for s in range(8):
+                o, p0 = base + s * h, base + (s ^ 4) * h
+                p1, p2 = base + (s ^ 2) * h, base + (s ^ 1) * h
+                _axpy3(
+                    g[o : o + h], c0, row[p0 : p0 + h], c1, row[p1 : p1 + h],
+                    c2, row[p2 : p2 + h],
+                )
+
+    @_inline
+    def _flip4(row, g, n, k, c0, c1, c2, c3):
+        h = 1 << (n - 4 - k)
+        for base in range(0, row.shape[0], 16 * h):
+            for s in range(16):
+                o, p0, p1 = base + s * h, base + (s ^ 8) * h, base + (s ^ 4) * h
+                p2, p3 = base + (s ^ 2) * h, base + (s ^ 1) * h
+                _axpy4(
+                    g[o : o + h], c0, row[p0 : p0 + h], c1, row[p1 : p1 + h],
+                    c2, row[p2 : p2 + h], c3, row[p3 : p3 + h],
+                )
+
+    @_jit
+    def _zx_rows(state, n, z, x, blk):
+        for b in range(state.shape[0]):
+            _zx_one(state[b], n, z[b], x[b], blk)
+
+    @_jit
+    def _zx_grad_rows(state, n, gz, gx, grad, blk):
+        for b in range(state.shape[0]):
+            _zx_grad_one(state[b], n, gz[b], gx[b], grad[b], blk)
+
+    @_jit
+    def _encoded_zx_rows(feats, n, z, x, norms, psi, blk):
+        for b in range(feats.shape[0]):
+            norms[b] = _encode_row(feats[b], psi)
+            if norms[b] < 0:
+                return  # the caller takes the torch path for the whole batch
+            _zx_one(psi, n, z[b], x[b], blk)
+
+    @_jit
+    def _encoded_zx_grad_rows(feats, n, gz, gx, z, x, norms, grad, psi, g, blk):
+        for b in range(feats.shape[0]):
+            _encode_row(feats[b], psi)
+            _zx_grad_one(psi, n, gz[b], gx[b], g, blk)
+            _project_out(grad[b], psi, g, norms[b])
+
+    # ---------------------------------------------------------------- one-qubit layer
+    @_inline
+    def _low3(v, m):
+        """Applies the matrices m[0], m[1], m[2] of the three lowest wires to each 8-block."""
+        for j in range(v.shape[0] >> 3):
+            i = 8 * j
+            a0, a1, a2, a3 = v[i], v[i + 1], v[i + 2], v[i + 3]
+            a4, a5, a6, a7 = v[i + 4], v[i + 5], v[i + 6], v[i + 7]
+            p, q, r, s = m[0, 0, 0], m[0, 0, 1], m[0, 1, 0], m[0, 1, 1]
+            a0, a4 = p * a0 + q * a4, r * a0 + s * a4
+            a1, a5 = p * a1 + q * a5, r * a1 + s * a5
+            a2, a6 = p * a2 + q * a6, r * a2 + s * a6
+            a3, a7 = p * a3 + q * a7, r * a3 + s * a7
+            p, q, r, s = m[1, 0, 0], m[1, 0, 1], m[1, 1, 0], m[1, 1, 1]
+            a0, a2 = p * a0 + q * a2, r * a0 + s * a2
+            a1, a3 = p * a1 + q * a3, r * a1 + s * a3
+            a4, a6 = p * a4 + q * a6, r * a4 + s * a6
+            a5, a7 = p * a5 + q * a7, r * a5 + s * a7
+            p, q, r, s = m[2, 0, 0], m[2, 0, 1], m[2, 1, 0], m[2, 1, 1]
+            a0, a1 = p * a0 + q * a1, r * a0 + s * a1
+            a2, a3 = p * a2 + q * a3, r * a2 + s * a3
+            a4, a5 = p * a4 + q * a5, r * a4 + s * a5
+            a6, a7 = p * a6 + q * a7, r * a6 + s * a7
+            v[i], v[i + 1], v[i + 2], v[i + 3] = a0, a1, a2, a3
+            v[i + 4], v[i + 5], v[i + 6], v[i + 7] = a4, a5, a6, a7
+
+    @_inline
+    def _low3_undo(v, lam, m, gm):
+        """Undoes :func:`_low3` on the state v and on the adjoint lam (with Mᵀ: the
+        matrices are orthogonal) and adds Σ λ sᵀ to gm[w] for each of the three wires
+        (λ after the gate, s the state before it)."""
+        zero = v[0] - v[0]
+        g = np.zeros((3, 4), v.dtype)
+        t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = t20 = t21 = t22 = t23 = zero
+        for j in range(v.shape[0] >> 3):
+            i = 8 * j
+            a0, a1, a2, a3 = v[i], v[i + 1], v[i + 2], v[i + 3]
+            a4, a5, a6, a7 = v[i + 4], v[i + 5], v[i + 6], v[i + 7]
+            l0, l1, l2, l3 = lam[i], lam[i + 1], lam[i + 2], lam[i + 3]
+            l4, l5, l6, l7 = lam[i + 4], lam[i + 5], lam[i + 6], lam[i + 7]
+            # wire n−1: pairs (0,1) (2,3) (4,5) (6,7)
+            p, q, r, s = m[2, 0, 0], m[2, 0, 1], m[2, 1, 0], m[2, 1, 1]
+            a0, a1 = p * a0 + r * a1, q * a0 + s * a1
+            a2, a3 = p * a2 + r * a3, q * a2 + s * a3
+            a4, a5 = p * a4 + r * a5, q * a4 + s * a5
+            a6, a7 = p * a6 + r * a7, q * a6 + s * a7
+            t20 += (l0 * a0 + l2 * a2) + (l4 * a4 + l6 * a6)
+            t21 += (l0 * a1 + l2 * a3) + (l4 * a5 + l6 * a7)
+            t22 += (l1 * a0 + l3 * a2) + (l5 * a4 + l7 * a6)
+            t23 += (l1 * a1 + l3 * a3) + (l5 * a5 + l7 * a7)
+            l0, l1 = p * l0 + r * l1, q * l0 + s * l1
+            l2, l3 = p * l2 + r * l3, q * l2 + s * l3
+            l4, l5 = p * l4 + r * l5, q * l4 + s * l5
+            l6, l7 = p * l6 + r * l7, q * l6 + s * l7
+            # wire n−2: pairs (0,2) (1,3) (4,6) (5,7)
+            p, q, r, s = m[1, 0, 0], m[1, 0, 1], m[1, 1, 0], m[1, 1, 1]
+            a0, a2 = p * a0 + r * a2, q * a0 + s * a2
+            a1, a3 = p * a1 + r * a3, q * a1 + s * a3
+            a4, a6 = p * a4 + r * a6, q * a4 + s * a6
+            a5, a7 = p * a5 + r * a7, q * a5 + s * a7
+            t10 += (l0 * a0 + l1 * a1) + (l4 * a4 + l5 * a5)
+            t11 += (l0 * a2 + l1 * a3) + (l4 * a6 + l5 * a7)
+            t12 += (l2 * a0 + l3 * a1) + (l6 * a4 + l7 * a5)
+            t13 += (l2 * a2 + l3 * a3) + (l6 * a6 + l7 * a7)
+            l0, l2 = p * l0 + r * l2, q * l0 + s * l2
+            l1, l3 = p * l1 + r * l3, q * l1 + s * l3
+            l4, l6 = p * l4 + r * l6, q * l4 + s * l6
+            l5, l7 = p * l5 + r * l7, q * l5 + s * l7
+            # wire n−3: pairs (0,4) (1,5) (2,6) (3,7)
+            p, q, r, s = m[0, 0, 0], m[0, 0, 1], m[0, 1, 0], m[0, 1, 1]
+            a0, a4 = p * a0 + r * a4, q * a0 + s * a4
+            a1, a5 = p * a1 + r * a5, q * a1 + s * a5
+            a2, a6 = p * a2 + r * a6, q * a2 + s * a6
+            a3, a7 = p * a3 + r * a7, q * a3 + s * a7
+            t00 += (l0 * a0 + l1 * a1) + (l2 * a2 + l3 * a3)
+            t01 += (l0 * a4 + l1 * a5) + (l2 * a6 + l3 * a7)
+            t02 += (l4 * a0 + l5 * a1) + (l6 * a2 + l7 * a3)
+            t03 += (l4 * a4 + l5 * a5) + (l6 * a6 + l7 * a7)
+            l0, l4 = p * l0 + r * l4, q * l0 + s * l4
+            l1, l5 = p * l1 + r * l5, q * l1 + s * l5
+            l2, l6 = p * l2 + r * l6, q * l2 + s * l6
+            l3, l7 = p * l3 + r * l7, q * l3 + s * l7
+            v[i], v[i + 1], v[i + 2], v[i + 3] = a0, a1, a2, a3
+            v[i + 4], v[i + 5], v[i + 6], v[i + 7] = a4, a5, a6, a7
+            lam[i], lam[i + 1], lam[i + 2], lam[i + 3] = l0, l1, l2, l3
+            lam[i + 4], lam[i + 5], lam[i + 6], lam[i + 7] = l4, l5, l6, l7
+        g[0, 0], g[0, 1], g[0, 2], g[0, 3] = t00, t01, t02, t03
+        g[1, 0], g[1, 1], g[1, 2], g[1, 3] = t10, t11, t12, t13
+        g[2, 0], g[2, 1], g[2, 2], g[2, 3] = t20, t21, t22, t23
+        for w in range(3):
+            gm[w, 0, 0] += g[w, 0]
+            gm[w, 0, 1] += g[w, 1]
+            gm[w, 1, 0] += g[w, 2]
+            gm[w, 1, 1] += g[w, 3]
+
+    @_inline
+    def _layer_forward(src, dst, n, mats):
+        """dst = (⊗_w mats[w]) src for all n wires; src is used as scratch."""
+        dim = src.shape[0]
+        # Upper wires out of place, alternating between the two buffers so that the
+        # last one lands in dst; then the three lowest wires in place, blockwise.
+        cur, other = src, dst
+        if (n - 3) % 2 == 0:
+            dst[:] = src
+            cur, other = dst, src
+        for w in range(n - 3):
+            half = 1 << (n - 1 - w)
+            m = mats[w]
+            for base in range(0, dim, 2 * half):
+                lo = cur[base : base + half]
+                hi = cur[base + half : base + 2 * half]
+                _mix(other[base : base + half], lo, hi, m[0, 0], m[0, 1])
+                _mix(other[base + half : base + 2 * half], lo, hi, m[1, 0], m[1, 1])
+            cur, other = other, cur
+        _low3(cur, mats[n - 3 :])
+
+    @_inline
+    def _measure(phi, signs_t, out, p):
+        for i in range(phi.shape[0]):
+            p[i] = phi[i] * phi[i]
+        for k in range(signs_t.shape[0]):
+            out[k] = _dot(signs_t[k], p)
+
+    @_inline
+    def _layer_backward(phi, n, mats, signs_t, gout, gm, lam, phi2, lam2):
+        """From the evolved state phi and the doubled upstream gout, undoes the layer
+        and adds ∂L/∂mats to gm. Returns the buffers holding (ψ, ∂L/∂ψ): (phi, lam)
+        when n − 3 is even, else (phi2, lam2)."""
+        dim = phi.shape[0]
+        for i in range(dim):
+            lam[i] = 0
+        for k in range(signs_t.shape[0]):
+            _axpy(lam, gout[k], signs_t[k])
+        for i in range(dim):
+            lam[i] *= phi[i]
+        _low3_undo(phi, lam, mats[n - 3 :], gm[n - 3 :])
+        cur, cur_lam, other, other_lam = phi, lam, phi2, lam2
+        for w in range(n - 4, -1, -1):
+            half = 1 << (n - 1 - w)
+            m = mats[w]
+            g00 = g01 = g10 = g11 = phi[0] - phi[0]
+            for base in range(0, dim, 2 * half):
+                lo, hi = slice(base, base + half), slice(base + half, base + 2 * half)
+                _mix(other[lo], cur[lo], cur[hi], m[0, 0], m[1, 0])
+                _mix(other[hi], cur[lo], cur[hi], m[0, 1], m[1, 1])
+                r00, r01, r10, r11 = _outer(cur_lam[lo], cur_lam[hi], other[lo], other[hi])
+                g00 += r00
+                g01 += r01
+                g10 += r10
+                g11 += r11
+                _mix(other_lam[lo], cur_lam[lo], cur_lam[hi], m[0, 0], m[1, 0])
+                _mix(other_lam[hi], cur_lam[lo], cur_lam[hi], m[0, 1], m[1, 1])
+            gm[w, 0, 0] += g00
+            gm[w, 0, 1] += g01
+            gm[w, 1, 0] += g10
+            gm[w, 1, 1] += g11
+            cur, other = other, cur
+            cur_lam, other_lam = other_lam, cur_lam
+        return cur, cur_lam
+
+    @_jit
+    def _layer_rows(state, n, mats, signs_t, out, work, tmp):
+        for b in range(state.shape[0]):
+            tmp[:] = state[b]
+            _layer_forward(tmp, work[b], n, mats)
+            _measure(work[b], signs_t, out[b], tmp)
+
+    @_jit
+    def _layer_grad_rows(work, n, mats, signs_t, gout, grad, gm, phi2, lam2):
+        for b in range(work.shape[0]):
+            _psi, lam = _layer_backward(work[b], n, mats, signs_t, gout[b], gm, grad[b], phi2, lam2)
+            if (n - 3) % 2:
+                grad[b][:] = lam
+
+    @_jit
+    def _encoded_layer_rows(feats, n, mats, signs_t, out, norms, work, tmp):
+        for b in range(feats.shape[0]):
+            norms[b] = _encode_row(feats[b], tmp)
+            if norms[b] < 0:
+                return
+            _layer_forward(tmp, work[b], n, mats)
+            _measure(work[b], signs_t, out[b], tmp)
+
+    @_jit
+    def _encoded_layer_grad_rows(work, n, mats, signs_t, gout, norms, grad, gm, lam, phi2, lam2):
+        for b in range(work.shape[0]):
+            psi, dpsi = _layer_backward(work[b], n, mats, signs_t, gout[b], gm, lam, phi2, lam2)
+            _project_out(grad[b], psi, dpsi, norms[b])
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+class _Rows:
+    """An argument of :func:`_run_split` that is cut along the batch."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+class _Scratch:
+    """An argument of :func:`_run_split` that is a fresh buffer for each chunk."""
+
+    def __init__(self, size: int, dtype):
+        self.size, self.dtype = size, dtype
+
+
+class _PerChunk:
+    """An argument of :func:`_run_split`: chunk i gets ``array[i]`` (for accumulators)."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+
+def _threads(batch: int) -> int:
+    return max(1, min(torch.get_num_threads(), batch))
+
+
+def _run_split(kernel, batch: int, *args) -> None:
+    """Runs ``kernel`` on contiguous row chunks of the batch, one per torch thread.
+
+    ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become a fresh buffer,
+    ``_PerChunk`` ones give the chunk its own entry, anything else is passed as is. The
+    kernels release the GIL, so the chunks run in parallel in a small thread pool.
+    """
+    global _POOL, _POOL_SIZE
+    threads = _threads(batch)
+    bounds = [batch * i // threads for i in range(threads + 1)]
+
+    def job(i: int) -> None:
+        lo, hi = bounds[i], bounds[i + 1]
+        kernel(*(
+            a.array[lo:hi] if isinstance(a, _Rows)
+            else np.empty(a.size, a.dtype) if isinstance(a, _Scratch)
+            else a.array[i] if isinstance(a, _PerChunk)
+            else a
+            for a in args
+        ))
+
+    if threads == 1:
+        job(0)
+        return
+    with _POOL_LOCK:
+        if _POOL is None or threads != _POOL_SIZE:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(threads, thread_name_prefix="qhead-kernel")
+            _POOL_SIZE = threads
+        pool = _POOL
+    for future in [pool.submit(job, i) for i in range(threads)]:
+        future.result()
+
+
+def _as_array(t: torch.Tensor, like: np.ndarray | None = None) -> np.ndarray:
+    if like is not None:
+        t = t.to(torch.from_numpy(like[:0]).dtype)
+    return t.detach().contiguous().numpy()
+
+
+def _qubits(dim: int) -> int:
+    return dim.bit_length() - 1
+
+
+def zx_forward(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """⟨Z_k⟩ and ⟨X_k⟩ of each real state row, for all n wires.
+
+    Args:
+        flat: ``[B, 2^n]`` float32/float64 CPU tensor of normalised states, n ≥ 3.
+
+    Returns:
+        ``(z, x)``, each ``[B, n]`` in the dtype of ``flat``.
+    """
+    batch, dim = flat.shape
+    n = _qubits(dim)
+    state = _as_array(flat)
+    z = np.empty((batch, n), state.dtype)
+    x = np.empty((batch, n), state.dtype)
+    _run_split(
+        _zx_rows, batch, _Rows(state), n, _Rows(z), _Rows(x), _Scratch(dim >> 3, state.dtype)
+    )
+    return torch.from_numpy(z), torch.from_numpy(x)
+
+
+def zx_backward(flat: torch.Tensor, gz: torch.Tensor, gx: torch.Tensor) -> torch.Tensor:
+    """``[B, 2^n]`` gradient of ``Σ gz·z + gx·x`` (:func:`zx_forward`) w.r.t. the states.
+
+    ``gz`` and ``gx`` are ``[B, n]`` (zeros for wires that are not used).
+    """
+    batch, dim = flat.shape
+    n = _qubits(dim)
+    state = _as_array(flat)
+    grad = np.empty_like(state)
+    _run_split(
+        _zx_grad_rows, batch, _Rows(state), n, _Rows(_as_array(2 * gz, state)),
+        _Rows(_as_array(2 * gx, state)), _Rows(grad), _Scratch(dim >> 3, state.dtype),
+    )
+    return torch.from_numpy(grad)
+
+
+def encoded_zx_forward(
+    features: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray] | None:
+    """:func:`zx_forward` of ``amplitude_encode(features, n)`` without building the states.
+
+    Args:
+        features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n, n ≥ 3.
+        n: number of qubits.
+
+    Returns:
+        ``(z, x, norms)`` (``[B, n]``, ``[B, n]``, ``[B]`` float64 row norms, 0 for
+        all-zero rows, which encode as |0…0⟩), or ``None`` when some row needs the
+        torch encoder (non-finite values, or float64 norms out of range).
+    """
+    batch = features.shape[0]
+    feats = _as_array(features)
+    z = np.empty((batch, n), feats.dtype)
+    x = np.empty((batch, n), feats.dtype)
+    norms = np.zeros(batch)
+    _run_split(
+        _encoded_zx_rows, batch, _Rows(feats), n, _Rows(z), _Rows(x), _Rows(norms),
+        _Scratch(2**n, feats.dtype), _Scratch(2 ** (n - 3), feats.dtype),
+    )
+    if not (norms >= 0).all():
+        return None
+    return torch.from_numpy(z), torch.from_numpy(x), norms
+
+
+def encoded_zx_backward(
+    features: torch.Tensor, n: int, norms: np.ndarray, z: torch.Tensor, x: torch.Tensor,
+    gz: torch.Tensor, gx: torch.Tensor,
+) -> torch.Tensor:
+    """``[B, N]`` gradient of ``Σ gz·z + gx·x`` (:func:`encoded_zx_forward`) w.r.t. the
+    features (zero for all-zero rows)."""
+    feats = _as_array(features)
+    grad = np.empty_like(feats)
+    _run_split(
+        _encoded_zx_grad_rows, feats.shape[0], _Rows(feats), n,
+        _Rows(_as_array(2 * gz, feats)), _Rows(_as_array(2 * gx, feats)),
+        _Rows(_as_array(z, feats)), _Rows(_as_array(x, feats)), _Rows(norms), _Rows(grad),
+        _Scratch(2**n, feats.dtype), _Scratch(2**n, feats.dtype),
+        _Scratch(2 ** (n - 3), feats.dtype),
+    )
+    return torch.from_numpy(grad)
+
+
+def layer_forward(
+    flat: torch.Tensor, mats: torch.Tensor, signs_t: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray]:
+    """``|(⊗_w mats[w]) ψ|²`` measured with a sign table, per row.
+
+    Args:
+        flat: ``[B, 2^n]`` real states (float32/float64, CPU), n ≥ 3.
+        mats: ``[n, 2, 2]`` real orthogonal matrices, one per wire (identity where a
+            wire has no gate).
+        signs_t: ``[m, 2^n]`` ±1 table of the measured Z-parities, C-contiguous, in
+            the dtype of ``flat``.
+
+    Returns:
+        ``([B, m] expectations, [B, 2^n] evolved states)``; the second is what
+        :func:`layer_backward` needs.
+    """
+    batch, dim = flat.shape
+    n = _qubits(dim)
+    state = _as_array(flat)
+    out = np.empty((batch, signs_t.shape[0]), state.dtype)
+    work = np.empty_like(state)
+    _run_split(
+        _layer_rows, batch, _Rows(state), n, _as_array(mats, state), signs_t, _Rows(out),
+        _Rows(work), _Scratch(dim, state.dtype),
+    )
+    return torch.from_numpy(out), work
+
+
+def layer_backward(
+    work: np.ndarray, mats: torch.Tensor, signs_t: np.ndarray, gout: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`layer_forward` w.r.t. the states ``[B, 2^n]`` and ``mats``
+    ``[n, 2, 2]``; ``work`` (its second output) is overwritten."""
+    batch, dim = work.shape
+    n = _qubits(dim)
+    mats_np = _as_array(mats, work)
+    grad = np.empty_like(work)
+    gm = np.zeros((_threads(batch), *mats_np.shape), work.dtype)
+    _run_split(
+        _layer_grad_rows, batch, _Rows(work), n, mats_np, signs_t,
+        _Rows(_as_array(2 * gout, work)), _Rows(grad), _PerChunk(gm),
+        _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
+    )
+    return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
+
+
+def encoded_layer_forward(
+    features: torch.Tensor, n: int, mats: torch.Tensor, signs_t: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+    """:func:`layer_forward` of ``amplitude_encode(features, n)``, fused.
+
+    Returns:
+        ``(out [B, m], evolved states [B, 2^n], norms [B])``, or ``None`` when some
+        row needs the torch encoder (see :func:`encoded_zx_forward`).
+    """
+    batch = features.shape[0]
+    feats = _as_array(features)
+    out = np.empty((batch, signs_t.shape[0]), feats.dtype)
+    work = np.empty((batch, 2**n), feats.dtype)
+    norms = np.zeros(batch)
+    _run_split(
+        _encoded_layer_rows, batch, _Rows(feats), n, _as_array(mats, feats), signs_t,
+        _Rows(out), _Rows(norms), _Rows(work), _Scratch(2**n, feats.dtype),
+    )
+    if not (norms >= 0).all():
+        return None
+    return torch.from_numpy(out), work, norms
+
+
+def encoded_layer_backward(
+    work: np.ndarray, n_features: int, norms: np.ndarray, mats: torch.Tensor,
+    signs_t: np.ndarray, gout: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`encoded_layer_forward` w.r.t. the features ``[B, N]`` (zero
+    for all-zero rows) and ``mats``; ``work`` is overwritten."""
+    batch, dim = work.shape
+    n = _qubits(dim)
+    mats_np = _as_array(mats, work)
+    grad = np.empty((batch, n_features), work.dtype)
+    gm = np.zeros((_threads(batch), *mats_np.shape), work.dtype)
+    _run_split(
+        _encoded_layer_grad_rows, batch, _Rows(work), n, mats_np, signs_t,
+        _Rows(_as_array(2 * gout, work)), _Rows(norms), _Rows(grad), _PerChunk(gm),
+        _Scratch(dim, work.dtype), _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
+    )
+    return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
