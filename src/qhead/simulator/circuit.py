@@ -25,6 +25,7 @@ reference next to PennyLane.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -692,10 +693,35 @@ def run_circuit(
 
 def _product_matrices(plan: _Plan, weights: torch.Tensor, dtype, wires) -> torch.Tensor:
     """``[m, 2, 2]``: the fused one-qubit unitary of each measured wire (product plans)."""
-    local = plan.product
-    mats = _fused_matrices(local, weights, dtype)
+    return _per_wire(_fused_matrices(plan.product, weights, dtype), plan.product.wires, wires)
+
+
+def _per_wire(mats: torch.Tensor, gate_wires: list[int], wires) -> torch.Tensor:
+    """Rows of ``mats`` (one per wire of ``gate_wires``) for ``wires``, identity elsewhere."""
+    if list(wires) == gate_wires:
+        return mats
     eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
-    return torch.stack([mats[local.wires.index(w)] if w in local.wires else eye for w in wires])
+    position = {w: i for i, w in enumerate(gate_wires)}
+    return torch.stack([mats[position[w]] if w in position else eye for w in wires])
+
+
+def _ry_angle_map(plan: _Plan, wires, dtype, device) -> torch.Tensor | None:
+    """``[m, P]`` 0/1 matrix summing each measured wire's RY angles, when the product
+    circuit has RY gates only (Ansatz 1); else None."""
+    key = ("ry_map", wires, dtype, str(device))
+    if key not in plan._cache:
+        local, result = plan.product, None
+        if all(set(slot) <= {"RY"} for slot in local.slots):
+            result = torch.zeros(len(wires), math.prod(plan.shape), dtype=dtype)
+            row = {w: i for i, w in enumerate(wires)}
+            for slot in local.slots:
+                for positions, params in slot.values():
+                    for pos, param in zip(positions, params, strict=True):
+                        if local.wires[pos] in row:
+                            result[row[local.wires[pos]], param] += 1
+            result = result.to(device)
+        plan._cache[key] = result
+    return plan._cache[key]
 
 
 def _run_plan(plan, state, weights, wires, shots, generator) -> torch.Tensor:
@@ -771,19 +797,15 @@ class _EncodedLayer(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
         (mats,) = ctx.saved_tensors
-        work, ctx.work = ctx.work, None  # the backward overwrites it
         grad, grad_mats = kernels.encoded_layer_backward(
-            work, ctx.n_features, ctx.norms, mats, ctx.signs_t, gout
+            ctx.work, ctx.n_features, ctx.norms, mats, ctx.signs_t, gout
         )
         return grad, grad_mats.to(mats.dtype), None, None
 
 
 def _layer_matrices(plan: _Plan, local: _Local, weights: torch.Tensor, dtype) -> torch.Tensor:
     """``[n, 2, 2]`` fused matrices of a one-qubit layer, identity on wires without gates."""
-    mats = _fused_matrices(local, weights, dtype)
-    eye = torch.eye(2, dtype=mats.dtype, device=mats.device)
-    position = {w: i for i, w in enumerate(local.wires)}
-    return torch.stack([mats[position[w]] if w in position else eye for w in range(plan.n)])
+    return _per_wire(_fused_matrices(local, weights, dtype), local.wires, range(plan.n))
 
 
 def _kernel_sign_table(plan: _Plan, dtype) -> np.ndarray:
@@ -847,6 +869,12 @@ def _run_fused(plan: _Plan, features, n, weights, wires) -> torch.Tensor | None:
     try:
         if plan.product is not None:
             z0, x0 = _EncodedZX.apply(features, n, wires, plan.product_needs_x)
+            angle_map = _ry_angle_map(plan, wires, dtype, features.device)
+            if angle_map is not None:
+                # Ansatz 1: ⟨Z_k⟩ = cos θ_k·⟨Z_k⟩₀ − sin θ_k·⟨X_k⟩₀ in five small ops
+                # (the general formula below takes about twenty, forward and backward).
+                theta = angle_map @ weights.reshape(-1).to(dtype)
+                return torch.addcmul(z0 * torch.cos(theta), x0, torch.sin(theta), value=-1)
             full = _product_matrices(plan, weights, dtype, wires)
             return _product_from_zx(z0, x0, full, plan.product_needs_x)
         layer = _single_real_layer(plan)

@@ -541,9 +541,10 @@ if numba is not None:
             _measure(work[b], signs_t, out[b], tmp)
 
     @_jit
-    def _layer_grad_rows(work, n, mats, signs_t, gout, grad, gm, phi2, lam2):
+    def _layer_grad_rows(work, n, mats, signs_t, gout, grad, gm, phi, phi2, lam2):
         for b in range(work.shape[0]):
-            _psi, lam = _layer_backward(work[b], n, mats, signs_t, gout[b], gm, grad[b], phi2, lam2)
+            phi[:] = work[b]  # the states stay intact: the backward may run again
+            _, lam = _layer_backward(phi, n, mats, signs_t, gout[b], gm, grad[b], phi2, lam2)
             if (n - 3) % 2:
                 grad[b][:] = lam
 
@@ -557,9 +558,12 @@ if numba is not None:
             _measure(work[b], signs_t, out[b], tmp)
 
     @_jit
-    def _encoded_layer_grad_rows(work, n, mats, signs_t, gout, norms, grad, gm, lam, phi2, lam2):
+    def _encoded_layer_grad_rows(
+        work, n, mats, signs_t, gout, norms, grad, gm, phi, lam, phi2, lam2
+    ):
         for b in range(work.shape[0]):
-            psi, dpsi = _layer_backward(work[b], n, mats, signs_t, gout[b], gm, lam, phi2, lam2)
+            phi[:] = work[b]
+            psi, dpsi = _layer_backward(phi, n, mats, signs_t, gout[b], gm, lam, phi2, lam2)
             _project_out(grad[b], psi, dpsi, norms[b])
 
 
@@ -752,7 +756,7 @@ def layer_backward(
     work: np.ndarray, mats: torch.Tensor, signs_t: np.ndarray, gout: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`layer_forward` w.r.t. the states ``[B, 2^n]`` and ``mats``
-    ``[n, 2, 2]``; ``work`` (its second output) is overwritten."""
+    ``[n, 2, 2]``; ``work`` is its second output."""
     batch, dim = work.shape
     n = _qubits(dim)
     mats_np = _as_array(mats, work)
@@ -761,7 +765,7 @@ def layer_backward(
     _run_split(
         _layer_grad_rows, batch, _Rows(work), n, mats_np, signs_t,
         _Rows(_as_array(2 * gout, work)), _Rows(grad), _PerChunk(gm),
-        _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
+        _Scratch(dim, work.dtype), _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
     )
     return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
 
@@ -794,7 +798,7 @@ def encoded_layer_backward(
     signs_t: np.ndarray, gout: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`encoded_layer_forward` w.r.t. the features ``[B, N]`` (zero
-    for all-zero rows) and ``mats``; ``work`` is overwritten."""
+    for all-zero rows) and ``mats``; ``work`` is its second output."""
     batch, dim = work.shape
     n = _qubits(dim)
     mats_np = _as_array(mats, work)
@@ -804,5 +808,6 @@ def encoded_layer_backward(
         _encoded_layer_grad_rows, batch, _Rows(work), n, mats_np, signs_t,
         _Rows(_as_array(2 * gout, work)), _Rows(norms), _Rows(grad), _PerChunk(gm),
         _Scratch(dim, work.dtype), _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
+        _Scratch(dim, work.dtype),
     )
     return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
