@@ -568,7 +568,7 @@ if numba is not None:
 
 
 _POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
+_POOL_KEY = (0, 0)  # (threads, pid) of _POOL
 _POOL_LOCK = threading.Lock()
 
 
@@ -604,7 +604,7 @@ def _run_split(kernel, batch: int, *args) -> None:
     ``_PerChunk`` ones give the chunk its own entry, anything else is passed as is. The
     kernels release the GIL, so the chunks run in parallel in a small thread pool.
     """
-    global _POOL, _POOL_SIZE
+    global _POOL, _POOL_KEY
     threads = _threads(batch)
     bounds = [batch * i // threads for i in range(threads + 1)]
 
@@ -622,11 +622,14 @@ def _run_split(kernel, batch: int, *args) -> None:
         job(0)
         return
     with _POOL_LOCK:
-        if _POOL is None or threads != _POOL_SIZE:
-            if _POOL is not None:
+        # A forked child (a DataLoader worker, say) inherits the pool object but not its
+        # threads: it makes a pool of its own.
+        key = (threads, os.getpid())
+        if _POOL is None or key != _POOL_KEY:
+            if _POOL is not None and _POOL_KEY[1] == key[1]:
                 _POOL.shutdown(wait=False)
             _POOL = ThreadPoolExecutor(threads, thread_name_prefix="qhead-kernel")
-            _POOL_SIZE = threads
+            _POOL_KEY = key
         pool = _POOL
     for future in [pool.submit(job, i) for i in range(threads)]:
         future.result()

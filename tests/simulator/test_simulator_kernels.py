@@ -1,0 +1,255 @@
+"""The compiled CPU kernels against the torch implementation they replace.
+
+The torch code (kernels switched off) is itself checked against a dense reference and
+PennyLane elsewhere; here every fused path must give the same values and gradients,
+for float32 and float64, odd sizes, padding, wire subsets and the special rows.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from qhead.quantum import ANSATZES
+from qhead.simulator import (
+    amplitude_encode,
+    kernels,
+    num_qubits,
+    run_circuit,
+    run_encoded_circuit,
+    z_and_x,
+)
+
+pytestmark = [
+    pytest.mark.skipif(not kernels.available(), reason="numba is not installed"),
+    pytest.mark.filterwarnings("ignore::qhead.quantum.CircuitLintWarning"),
+]
+
+TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
+
+
+@contextlib.contextmanager
+def kernels_off():
+    previous = kernels.set_enabled(False)
+    try:
+        yield
+    finally:
+        kernels.set_enabled(previous)
+
+
+def circuit(name, layers, n, **options):
+    ansatz = ANSATZES.get(name)(**options)
+    ops = ansatz.ops(layers, n)
+    weights = torch.rand(ansatz.shape(layers, n), dtype=torch.float64) * 6.3
+    return ops, weights
+
+
+def values_and_grads(fn, features, weights):
+    features = features.clone().requires_grad_(True)
+    weights = weights.clone().requires_grad_(True)
+    out = fn(features, weights)
+    cotangent = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    grads = torch.autograd.grad((out * cotangent).sum(), (features, weights))
+    return out.detach(), grads
+
+
+def assert_same(a, b, dtype):
+    torch.testing.assert_close(a, b, atol=TOL[dtype], rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [3, 4, 6, 9])
+def test_z_and_x_kernel_matches_torch(n, dtype):
+    gen = torch.Generator().manual_seed(n)
+    state = torch.randn(5, 2**n, dtype=dtype, generator=gen)
+    state /= state.norm(dim=1, keepdim=True)
+    wires = [n - 1, 0, n // 2]
+    cotangent = torch.randn(5, 2 * len(wires), dtype=dtype, generator=gen)
+    assert kernels.usable(state)
+
+    def run():
+        psi = state.clone().requires_grad_(True)
+        out = torch.cat(z_and_x(psi.view([5] + [2] * n), wires), 1)
+        (grad,) = torch.autograd.grad((out * cotangent).sum(), psi)
+        return out.detach(), grad
+
+    fused = run()
+    with kernels_off():
+        plain = run()
+    assert_same(fused[0], plain[0], dtype)
+    assert_same(fused[1], plain[1], dtype)
+
+
+CASES = [
+    # name, layers, options, n_features, measured wires (None = all)
+    ("ansatz1", 1, {}, 25, None),
+    ("ansatz1", 3, {}, 64, [5, 0, 2]),
+    ("ansatz1", 2, {"gate": "RX"}, 9, None),
+    ("ansatz1", 1, {"gate": "RZ"}, 300, [8, 1]),
+    ("ansatz2", 1, {}, 25, None),
+    ("ansatz2", 1, {"entangler": "ring"}, 100, [6, 0, 3]),
+    ("ansatz2", 1, {"gates": ("RY", "RY")}, 8, None),
+    ("ansatz2", 2, {}, 20, None),  # complex state: the torch path
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("name", "layers", "options", "n_features", "measured"), CASES)
+def test_fused_circuits_match_the_unfused_composition(
+    name, layers, options, n_features, measured, dtype
+):
+    n = num_qubits(n_features)
+    ops, weights = circuit(name, layers, n, **options)
+    wires = list(range(n)) if measured is None else measured
+    gen = torch.Generator().manual_seed(1)
+    features = torch.randn(6, n_features, dtype=torch.float64, generator=gen)
+    features[2] = 0  # an all-zero row: |0…0⟩ and a zero gradient on both paths
+    features, weights = features.to(dtype), weights.to(dtype)
+
+    def fused(x, w):
+        return run_encoded_circuit(x, n, ops, w, wires)
+
+    def plain(x, w):
+        return run_circuit(amplitude_encode(x, n), ops, w, wires)
+
+    ours = values_and_grads(fused, features, weights)
+    with kernels_off():
+        theirs = values_and_grads(plain, features, weights)
+    assert_same(ours[0], theirs[0], dtype)
+    for a, b in zip(ours[1], theirs[1], strict=True):
+        assert_same(a, b, dtype)
+    assert torch.equal(ours[1][0][2], torch.zeros(n_features, dtype=dtype))
+
+
+def counting(monkeypatch):
+    calls = {"zx": 0, "layer": 0}
+    for key, name in (("zx", "encoded_zx_forward"), ("layer", "encoded_layer_forward")):
+        original = getattr(kernels, name)
+
+        def wrapper(*args, _original=original, _key=key):
+            calls[_key] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(kernels, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("name", "layers", "kernel"),
+    [("ansatz1", 1, "zx"), ("ansatz1", 3, "zx"), ("ansatz2", 1, "layer"), ("ansatz2", 2, None)],
+)
+def test_the_paper_circuits_take_the_kernels(monkeypatch, name, layers, kernel):
+    from qhead.quantum import AEVQC
+
+    calls = counting(monkeypatch)
+    layer = AEVQC(200, name, layers)
+    layer(torch.randn(3, 200)).sum().backward()
+    expected = {"zx": 0, "layer": 0}
+    if kernel:
+        expected[kernel] = 1
+    assert calls == expected
+
+
+def test_fused_paths_pass_gradcheck(monkeypatch):
+    calls = counting(monkeypatch)
+    for name, options in (("ansatz1", {}), ("ansatz2", {"entangler": "ring"})):
+        ops, weights = circuit(name, 1, 3, **options)
+        features = torch.randn(2, 7, dtype=torch.float64).requires_grad_(True)
+        torch.autograd.gradcheck(
+            lambda x, w, ops=ops: run_encoded_circuit(x, 3, ops, w, [0, 2]),
+            (features, weights.requires_grad_(True)),
+        )
+    assert calls["zx"] > 0 and calls["layer"] > 0
+
+
+@pytest.mark.parametrize("name", ["ansatz1", "ansatz2"])
+def test_rows_the_kernels_decline_take_the_torch_encoder(monkeypatch, name):
+    ops, weights = circuit(name, 1, 5)
+    features = torch.rand(3, 30) + 0.1
+    scaled = features.clone()
+    scaled[1] *= 1e31  # its sum of squares is beyond the kernels' range
+    calls = counting(monkeypatch)
+    out = run_encoded_circuit(scaled, 5, ops, weights.float(), range(5))
+    assert sum(calls.values()) == 1  # tried, declined, answered by the torch path
+    expected = run_encoded_circuit(features, 5, ops, weights.float(), range(5))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    bad = features.clone()
+    bad[2, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"row\(s\) 2 "):
+        run_encoded_circuit(bad, 5, ops, weights.float(), range(5))
+
+
+def test_splitting_the_batch_over_threads_changes_no_bit(monkeypatch):
+    ops, weights = circuit("ansatz2", 1, 7)
+    features = torch.randn(5, 100)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        split = values_and_grads(
+            lambda x, w: run_encoded_circuit(x, 7, ops, w, range(7)), features, weights.float()
+        )
+        monkeypatch.setattr(kernels, "_threads", lambda batch: 1)
+        whole = values_and_grads(
+            lambda x, w: run_encoded_circuit(x, 7, ops, w, range(7)), features, weights.float()
+        )
+    finally:
+        torch.set_num_threads(threads)
+    # Each row is computed the same way whatever the chunk it lands in; only the weight
+    # gradient, a sum over rows, adds its per-chunk partial sums in another order.
+    assert torch.equal(split[0], whole[0])
+    assert torch.equal(split[1][0], whole[1][0])
+    torch.testing.assert_close(split[1][1], whole[1][1], atol=1e-6, rtol=1e-6)
+
+
+def test_backward_can_run_twice_with_retain_graph():
+    ops, weights = circuit("ansatz2", 1, 6)
+    features = torch.randn(4, 50, requires_grad=True)
+    weights = weights.float().requires_grad_(True)
+    out = run_encoded_circuit(features, 6, ops, weights, range(6))
+    out.sum().backward(retain_graph=True)
+    first = features.grad.clone(), weights.grad.clone()
+    out.sum().backward()
+    torch.testing.assert_close(features.grad, 2 * first[0])
+    torch.testing.assert_close(weights.grad, 2 * first[1])
+
+
+def test_enabling_without_numba_is_an_error(monkeypatch):
+    monkeypatch.setattr(kernels, "numba", None)
+    with pytest.raises(RuntimeError, match="pip install numba"):
+        kernels.set_enabled(True)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "True PASSIVE"),
+        ({"QHEAD_CPU_KERNELS": "0", "OMP_WAIT_POLICY": "ACTIVE"}, "False ACTIVE"),
+    ],
+)
+def test_environment_switches(env, expected):
+    code = (
+        "import os, qhead; from qhead.simulator import kernels; "
+        "print(kernels.enabled(), os.environ['OMP_WAIT_POLICY'])"
+    )
+    ours = ("QHEAD_CPU_KERNELS", "OMP_WAIT_POLICY")
+    clean = {k: v for k, v in os.environ.items() if k not in ours}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert result.stdout.split("\n")[-2] == expected
+
+
+def test_kernel_results_are_numpy_free_tensors_of_the_input_dtype():
+    for dtype in (torch.float32, torch.float64):
+        z, x, norms = kernels.encoded_zx_forward(torch.rand(2, 10, dtype=dtype), 4)
+        assert z.dtype == x.dtype == dtype and z.shape == x.shape == (2, 4)
+        assert isinstance(norms, np.ndarray) and (norms > 0).all()
