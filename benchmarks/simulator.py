@@ -32,7 +32,10 @@ import statistics
 import time
 import warnings
 
-import qhead  # noqa: F401, I001  (before torch: sets qhead's OpenMP wait policy, see qhead/__init__.py)
+# qhead before torch: it sets the OpenMP wait policy the CPU kernels need (qhead/__init__.py)
+import qhead  # noqa: F401
+
+# isort: split
 import torch
 
 from qhead.quantum import AEVQC, CircuitLintWarning

@@ -126,6 +126,15 @@ if numba is not None:
         return acc
 
     @_inline
+    def _xor_dot(row, h):
+        """Σ_i row[i]·row[i XOR h]. Called with a constant h (8 or 16), the unsigned XOR
+        index vectorises; slices of 8 or 16 would make loops too short."""
+        acc = row[0] - row[0]
+        for i in range(np.uint64(0), np.uint64(row.shape[0]), np.uint64(1)):
+            acc += row[i] * row[i ^ h]
+        return acc
+
+    @_inline
     def _axpy(out, c0, a0):
         for i in range(out.shape[0]):
             out[i] += c0 * a0[i]
@@ -237,10 +246,15 @@ if numba is not None:
         x[n - 3], x[n - 2], x[n - 1] = x0 + x0, x1 + x1, x2 + x2
         for k in range(n - 3):
             half = 1 << (n - 1 - k)
-            acc = row[0] - row[0]
-            for base in range(0, dim, 2 * half):
-                acc += _dot(row[base : base + half], row[base + half : base + 2 * half])
-            x[k] = acc + acc
+            if half == 8:
+                x[k] = _xor_dot(row, np.uint64(8))
+            elif half == 16:
+                x[k] = _xor_dot(row, np.uint64(16))
+            else:
+                acc = row[0] - row[0]
+                for base in range(0, dim, 2 * half):
+                    acc += _dot(row[base : base + half], row[base + half : base + 2 * half])
+                x[k] = acc + acc
         # ⟨Z⟩ of the upper wires: fold the block probabilities one wire at a time, from
         # the lowest upper wire (whose bit is the lowest bit of the block index) up.
         size = nblk
@@ -276,6 +290,12 @@ if numba is not None:
         d4, d5, d6, d7 = -a0 + a1 + a2, -a0 + a1 - a2, -a0 - a1 + a2, -a0 - a1 - a2
         blocks = row.reshape(nblk, 8)
         gblocks = g.reshape(nblk, 8)
+        # From n = 5 on, the two wires just above the lowest three (partners 8 and 16
+        # amplitudes away: the neighbouring blocks j^1 and j^2) get one blockwise sweep
+        # of their own; as segment passes their 8- and 16-long loops cost more.
+        fold = n >= 5
+        e1 = gx[n - 4] if fold else gx[0] - gx[0]
+        e2 = gx[n - 5] if fold else gx[0] - gx[0]
         for j in range(nblk):
             v = blocks[j]
             o = gblocks[j]
@@ -290,13 +310,27 @@ if numba is not None:
             o[5] = (t + d5) * v5 + c2 * v4 + c1 * v7 + c0 * v1
             o[6] = (t + d6) * v6 + c2 * v7 + c1 * v4 + c0 * v2
             o[7] = (t + d7) * v7 + c2 * v6 + c1 * v5 + c0 * v3
-        # Off-diagonal part of the upper wires, up to four wires per pass over g (each
-        # output segment gathers its partners from ψ): a pass per wire would move g
-        # through the cache four times as often. Segments shorter than 64 make the
-        # loops too short, so the last upper wires go one by one.
+        if fold:
+            for j in range(nblk):
+                o = gblocks[j]
+                p = blocks[j ^ 1]
+                q = blocks[j ^ 2]
+                o[0] += e1 * p[0] + e2 * q[0]
+                o[1] += e1 * p[1] + e2 * q[1]
+                o[2] += e1 * p[2] + e2 * q[2]
+                o[3] += e1 * p[3] + e2 * q[3]
+                o[4] += e1 * p[4] + e2 * q[4]
+                o[5] += e1 * p[5] + e2 * q[5]
+                o[6] += e1 * p[6] + e2 * q[6]
+                o[7] += e1 * p[7] + e2 * q[7]
+        # Off-diagonal part of the remaining upper wires, up to four wires per pass over
+        # g (each output segment gathers its partners from ψ): a pass per wire would move
+        # g through the cache four times as often. Segments shorter than 64 make the
+        # loops too short, so the last of these wires go one by one.
+        top = n - 5 if fold else n - 3
         k0 = 0
-        while k0 < n - 3:
-            count = min(4, n - 3 - k0)
+        while k0 < top:
+            count = min(4, top - k0)
             while count > 1 and (1 << (n - k0 - count)) < 64:
                 count -= 1
             if count == 4:
