@@ -778,6 +778,40 @@ class _EncodedZX(torch.autograd.Function):
         return grad, None, None, None
 
 
+class _EncodedRY(torch.autograd.Function):
+    """Ansatz 1 with RY: cos θ_k·⟨Z_k⟩₀ − sin θ_k·⟨X_k⟩₀ of ``amplitude_encode(features)``
+    in one autograd node (the kernel plus the formula; small ops cost more than the
+    arithmetic here). θ is ``[m]``, the summed angle of each measured wire."""
+
+    @staticmethod
+    def forward(ctx, features, theta, n, wires):
+        result = kernels.encoded_zx_forward(features, n)
+        if result is None:
+            raise _Declined
+        z_all, x_all, norms = result
+        z, x = z_all, x_all
+        if wires != tuple(range(n)):
+            index = list(wires)
+            z, x = z_all[:, index], x_all[:, index]
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        ctx.save_for_backward(features, z_all, x_all, z, x, cos, sin)
+        ctx.norms, ctx.n, ctx.wires = norms, n, wires
+        return z * cos - x * sin
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        features, z_all, x_all, z, x, cos, sin = ctx.saved_tensors
+        grad_theta = -(gout * (z * sin + x * cos)).sum(0)
+        gz, gx = gout * cos, gout * -sin
+        if ctx.wires != tuple(range(ctx.n)):
+            index = torch.tensor(ctx.wires)
+            gz = torch.zeros_like(z_all).index_add_(1, index, gz)
+            gx = torch.zeros_like(x_all).index_add_(1, index, gx)
+        grad = kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
+        return grad, grad_theta, None, None
+
+
 class _EncodedLayer(torch.autograd.Function):
     """Z-parities after one layer of real one-qubit gates on ``amplitude_encode(features)``
     by the CPU kernel (see :class:`_EncodedZX`)."""
@@ -868,13 +902,13 @@ def _run_fused(plan: _Plan, features, n, weights, wires) -> torch.Tensor | None:
     dtype = features.dtype
     try:
         if plan.product is not None:
-            z0, x0 = _EncodedZX.apply(features, n, wires, plan.product_needs_x)
             angle_map = _ry_angle_map(plan, wires, dtype, features.device)
             if angle_map is not None:
-                # Ansatz 1: ⟨Z_k⟩ = cos θ_k·⟨Z_k⟩₀ − sin θ_k·⟨X_k⟩₀ in five small ops
-                # (the general formula below takes about twenty, forward and backward).
+                # Ansatz 1 proper: one node for the kernel and the formula (the general
+                # formula below takes about twenty small ops, forward and backward).
                 theta = angle_map @ weights.reshape(-1).to(dtype)
-                return torch.addcmul(z0 * torch.cos(theta), x0, torch.sin(theta), value=-1)
+                return _EncodedRY.apply(features, theta, n, wires)
+            z0, x0 = _EncodedZX.apply(features, n, wires, plan.product_needs_x)
             full = _product_matrices(plan, weights, dtype, wires)
             return _product_from_zx(z0, x0, full, plan.product_needs_x)
         layer = _single_real_layer(plan)

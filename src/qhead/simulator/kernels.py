@@ -662,10 +662,13 @@ def _run_split(kernel, batch: int, *args) -> None:
         if _POOL is None or key != _POOL_KEY:
             if _POOL is not None and _POOL_KEY[1] == key[1]:
                 _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(threads, thread_name_prefix="qhead-kernel")
+            _POOL = ThreadPoolExecutor(threads - 1, thread_name_prefix="qhead-kernel")
             _POOL_KEY = key
         pool = _POOL
-    for future in [pool.submit(job, i) for i in range(threads)]:
+    # The calling thread takes the first chunk itself instead of waiting idle.
+    futures = [pool.submit(job, i) for i in range(1, threads)]
+    job(0)
+    for future in futures:
         future.result()
 
 
