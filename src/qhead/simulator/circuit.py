@@ -751,16 +751,10 @@ class _EncodedZX(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, n, wires, need_x):
-        result = kernels.encoded_zx_forward(features, n)
-        if result is None:
-            raise _Declined
-        z_all, x_all, norms = result
+        z_all, x_all, norms, z, x = _zx_kernel(features, n, wires)
         ctx.save_for_backward(features, z_all, x_all)
         ctx.norms, ctx.n, ctx.wires, ctx.need_x = norms, n, wires, need_x
-        if wires != tuple(range(n)):
-            index = list(wires)
-            z_all, x_all = z_all[:, index], x_all[:, index]
-        return z_all, (x_all if need_x else torch.zeros_like(z_all))
+        return z, (x if need_x else torch.zeros_like(z))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -770,12 +764,29 @@ class _EncodedZX(torch.autograd.Function):
             gx = torch.zeros_like(gz if gz is not None else z_all)
         if gz is None:
             gz = torch.zeros_like(gx)
-        if ctx.wires != tuple(range(ctx.n)):
-            index = torch.tensor(ctx.wires)
-            gz = torch.zeros_like(z_all).index_add_(1, index, gz.to(z_all.dtype))
-            gx = torch.zeros_like(x_all).index_add_(1, index, gx.to(x_all.dtype))
-        grad = kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
-        return grad, None, None, None
+        return _zx_kernel_backward(ctx, features, z_all, x_all, gz, gx), None, None, None
+
+
+def _zx_kernel(features, n, wires):
+    """The kernel's ⟨Z⟩₀, ⟨X⟩₀ for all wires and norms, and the measured wires' columns."""
+    result = kernels.encoded_zx_forward(features, n)
+    if result is None:
+        raise _Declined
+    z_all, x_all, norms = result
+    z, x = z_all, x_all
+    if wires != tuple(range(n)):
+        index = list(wires)
+        z, x = z_all[:, index], x_all[:, index]
+    return z_all, x_all, norms, z, x
+
+
+def _zx_kernel_backward(ctx, features, z_all, x_all, gz, gx) -> torch.Tensor:
+    """Feature gradient for upstream gradients of the measured wires' ⟨Z⟩₀, ⟨X⟩₀."""
+    if ctx.wires != tuple(range(ctx.n)):
+        index = torch.tensor(ctx.wires)
+        gz = torch.zeros_like(z_all).index_add_(1, index, gz.to(z_all.dtype))
+        gx = torch.zeros_like(x_all).index_add_(1, index, gx.to(x_all.dtype))
+    return kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
 
 
 class _EncodedRY(torch.autograd.Function):
@@ -785,14 +796,7 @@ class _EncodedRY(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, theta, n, wires):
-        result = kernels.encoded_zx_forward(features, n)
-        if result is None:
-            raise _Declined
-        z_all, x_all, norms = result
-        z, x = z_all, x_all
-        if wires != tuple(range(n)):
-            index = list(wires)
-            z, x = z_all[:, index], x_all[:, index]
+        z_all, x_all, norms, z, x = _zx_kernel(features, n, wires)
         cos, sin = torch.cos(theta), torch.sin(theta)
         ctx.save_for_backward(features, z_all, x_all, z, x, cos, sin)
         ctx.norms, ctx.n, ctx.wires = norms, n, wires
@@ -803,12 +807,7 @@ class _EncodedRY(torch.autograd.Function):
     def backward(ctx, gout):
         features, z_all, x_all, z, x, cos, sin = ctx.saved_tensors
         grad_theta = -(gout * (z * sin + x * cos)).sum(0)
-        gz, gx = gout * cos, gout * -sin
-        if ctx.wires != tuple(range(ctx.n)):
-            index = torch.tensor(ctx.wires)
-            gz = torch.zeros_like(z_all).index_add_(1, index, gz)
-            gx = torch.zeros_like(x_all).index_add_(1, index, gx)
-        grad = kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
+        grad = _zx_kernel_backward(ctx, features, z_all, x_all, gout * cos, gout * -sin)
         return grad, grad_theta, None, None
 
 

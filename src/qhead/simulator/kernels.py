@@ -437,7 +437,8 @@ if numba is not None:
     def _low3_undo(v, lam, m, gm):
         """Undoes :func:`_low3` on the state v and on the adjoint lam (with Mᵀ: the
         matrices are orthogonal) and adds Σ λ sᵀ to gm[w] for each of the three wires
-        (λ after the gate, s the state before it)."""
+        (λ after the gate, s the state before it). Written out wire by wire, like
+        :func:`_low3`, so that the block's 16 values stay in registers."""
         zero = v[0] - v[0]
         g = np.zeros((3, 4), v.dtype)
         t00 = t01 = t02 = t03 = t10 = t11 = t12 = t13 = t20 = t21 = t22 = t23 = zero
