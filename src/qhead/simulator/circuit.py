@@ -20,6 +20,10 @@ Execution (:func:`run_circuit`) compiles the list once into a plan (cached):
 
 ``optimize=False`` applies every gate one by one instead; tests use it as an internal
 reference next to PennyLane.
+
+:func:`run_encoded_circuit` (used by ``AEVQC``) starts from the features instead of a
+state and, on CPU, hands the two circuit shapes of the paper's heads to the compiled
+kernels of :mod:`qhead.simulator.kernels`, encoding included.
 """
 
 from __future__ import annotations
@@ -872,8 +876,9 @@ def run_encoded_circuit(
     layer of real one-qubit gates followed by CNOTs (Ansatz 2 with D = 1) are computed
     straight from the features: the padded, normalised states are never stored, and
     the backward includes the encoding's. The values and gradients are those of the
-    unfused composition (tested); everything else, and batches with all-zero or
-    non-finite rows, take that composition.
+    unfused composition (tested), all-zero rows included; everything else, and batches
+    with a row the kernels decline (non-finite values, norms out of range), take that
+    composition.
 
     Args:
         features: ``[B, N]`` real features (already flattened), N ≤ 2^n_qubits.

@@ -9,17 +9,19 @@ release the GIL). They compute exactly the same quantities as the torch code, in
 same dtype; tests compare both paths and PennyLane.
 
 * :func:`zx_forward` / :func:`zx_backward`: ⟨Z_k⟩ and ⟨X_k⟩ of a real state for every
-  wire k, and the gradient of ``Σ gz·Z + gx·X`` (Ansatz 1's closed form).
-* :func:`local_forward` / :func:`local_backward`: one real 2×2 matrix per wire applied
-  to the state, then ⟨±Z-parities⟩ from a sign table (a layer of one-qubit gates with
-  the CNOTs after it folded into the table: Ansatz 2 with D = 1), and the gradients
-  with respect to the state and to the matrices.
+  wire k, and the gradient of ``Σ gz·Z + gx·X`` (Ansatz 1's closed form);
+  :func:`encoded_zx_forward` / :func:`encoded_zx_backward` do the same from the raw
+  features, amplitude encoding included (the states are never stored).
+* :func:`encoded_layer_forward` / :func:`encoded_layer_backward`: the encoded state,
+  one real 2×2 matrix per wire, then ⟨±Z-parities⟩ from a sign table (a layer of
+  one-qubit gates with the CNOTs after it folded into the table: Ansatz 2 with D = 1),
+  and the gradients with respect to the features and to the matrices.
 
-The kernels are used automatically for real float32/float64 CPU tensors with n ≥ 3
-when numba is installed; set the environment variable ``QHEAD_CPU_KERNELS=0`` (read at
-import) or call :func:`set_enabled` to use the torch code everywhere. The first call
-in a fresh environment compiles the kernels (a few seconds); the machine code is
-cached on disk by numba afterwards.
+``qhead.simulator.circuit`` uses them automatically for real float32/float64 CPU
+tensors with n ≥ 3 when numba is installed; set the environment variable
+``QHEAD_CPU_KERNELS=0`` (read at import) or call :func:`set_enabled` to use the torch
+code everywhere. The first call in a fresh environment compiles the kernels (seconds);
+numba caches the machine code on disk afterwards.
 """
 
 from __future__ import annotations
@@ -43,8 +45,6 @@ __all__ = [
     "encoded_layer_forward",
     "encoded_zx_backward",
     "encoded_zx_forward",
-    "layer_backward",
-    "layer_forward",
     "set_enabled",
     "usable",
     "usable_features",
@@ -569,21 +569,6 @@ if numba is not None:
         return cur, cur_lam
 
     @_jit
-    def _layer_rows(state, n, mats, signs_t, out, work, tmp):
-        for b in range(state.shape[0]):
-            tmp[:] = state[b]
-            _layer_forward(tmp, work[b], n, mats)
-            _measure(work[b], signs_t, out[b], tmp)
-
-    @_jit
-    def _layer_grad_rows(work, n, mats, signs_t, gout, grad, gm, phi, phi2, lam2):
-        for b in range(work.shape[0]):
-            phi[:] = work[b]  # the states stay intact: the backward may run again
-            _, lam = _layer_backward(phi, n, mats, signs_t, gout[b], gm, grad[b], phi2, lam2)
-            if (n - 3) % 2:
-                grad[b][:] = lam
-
-    @_jit
     def _encoded_layer_rows(feats, n, mats, signs_t, out, norms, work, tmp):
         for b in range(feats.shape[0]):
             norms[b] = _encode_row(feats[b], tmp)
@@ -765,56 +750,18 @@ def encoded_zx_backward(
     return torch.from_numpy(grad)
 
 
-def layer_forward(
-    flat: torch.Tensor, mats: torch.Tensor, signs_t: np.ndarray
-) -> tuple[torch.Tensor, np.ndarray]:
-    """``|(⊗_w mats[w]) ψ|²`` measured with a sign table, per row.
-
-    Args:
-        flat: ``[B, 2^n]`` real states (float32/float64, CPU), n ≥ 3.
-        mats: ``[n, 2, 2]`` real orthogonal matrices, one per wire (identity where a
-            wire has no gate).
-        signs_t: ``[m, 2^n]`` ±1 table of the measured Z-parities, C-contiguous, in
-            the dtype of ``flat``.
-
-    Returns:
-        ``([B, m] expectations, [B, 2^n] evolved states)``; the second is what
-        :func:`layer_backward` needs.
-    """
-    batch, dim = flat.shape
-    n = _qubits(dim)
-    state = _as_array(flat)
-    out = np.empty((batch, signs_t.shape[0]), state.dtype)
-    work = np.empty_like(state)
-    _run_split(
-        _layer_rows, batch, _Rows(state), n, _as_array(mats, state), signs_t, _Rows(out),
-        _Rows(work), _Scratch(dim, state.dtype),
-    )
-    return torch.from_numpy(out), work
-
-
-def layer_backward(
-    work: np.ndarray, mats: torch.Tensor, signs_t: np.ndarray, gout: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of :func:`layer_forward` w.r.t. the states ``[B, 2^n]`` and ``mats``
-    ``[n, 2, 2]``; ``work`` is its second output."""
-    batch, dim = work.shape
-    n = _qubits(dim)
-    mats_np = _as_array(mats, work)
-    grad = np.empty_like(work)
-    gm = np.zeros((_threads(batch), *mats_np.shape), work.dtype)
-    _run_split(
-        _layer_grad_rows, batch, _Rows(work), n, mats_np, signs_t,
-        _Rows(_as_array(2 * gout, work)), _Rows(grad), _PerChunk(gm),
-        _Scratch(dim, work.dtype), _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
-    )
-    return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
-
-
 def encoded_layer_forward(
     features: torch.Tensor, n: int, mats: torch.Tensor, signs_t: np.ndarray
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
-    """:func:`layer_forward` of ``amplitude_encode(features, n)``, fused.
+    """``signsᵀ |(⊗_w mats[w]) ψ|²`` per row, ψ = ``amplitude_encode(features, n)``.
+
+    Args:
+        features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n, n ≥ 3.
+        n: number of qubits.
+        mats: ``[n, 2, 2]`` real orthogonal matrices, one per wire (identity where a
+            wire has no gate).
+        signs_t: ``[m, 2^n]`` ±1 table of the measured Z-parities, C-contiguous, in
+            the dtype of ``features``.
 
     Returns:
         ``(out [B, m], evolved states [B, 2^n], norms [B])``, or ``None`` when some
