@@ -469,9 +469,8 @@ class _ZX(torch.autograd.Function):
         if ctx.kernel:
             z_all, x_all = kernels.zx_forward(flat)
             ctx.save_for_backward(flat, signs, None)
-            index = list(wires)
-            z = z_all[:, index]
-            return z, (x_all[:, index] if need_x else torch.zeros_like(z))
+            z = _select_wires(z_all, wires)
+            return z, (_select_wires(x_all, wires) if need_x else torch.zeros_like(z))
         if flat.is_cuda or _WHT_ON_CPU:
             z = flat.square() @ signs
             phi = None
@@ -513,11 +512,10 @@ class _ZX(torch.autograd.Function):
         if gz is None:
             gz = torch.zeros(flat.shape[0], len(ctx.wires), dtype=flat.dtype, device=flat.device)
         if ctx.kernel:
-            index = torch.tensor(ctx.wires)
-            gz_all = flat.new_zeros(flat.shape[0], n).index_add_(1, index, gz.to(flat.dtype))
-            gx_all = flat.new_zeros(flat.shape[0], n)
-            if ctx.need_x and gx is not None:
-                gx_all.index_add_(1, index, gx.to(flat.dtype))
+            if gx is None or not ctx.need_x:
+                gx = torch.zeros_like(gz)
+            gz_all = _to_all_wires(gz.to(flat.dtype), ctx.wires, n)
+            gx_all = _to_all_wires(gx.to(flat.dtype), ctx.wires, n)
             return kernels.zx_backward(flat, gz_all, gx_all), None, None, None
         if ctx.plan is None:
             grad = 2 * flat * (gz @ signs.T)
@@ -755,42 +753,50 @@ class _EncodedZX(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, n, wires, need_x):
-        z_all, x_all, norms, z, x = _zx_kernel(features, n, wires)
-        ctx.save_for_backward(features, z_all, x_all)
+        z, x, norms = _zx_kernel(features, n, wires)
+        ctx.save_for_backward(features)
         ctx.norms, ctx.n, ctx.wires, ctx.need_x = norms, n, wires, need_x
         return z, (x if need_x else torch.zeros_like(z))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gz, gx):
-        features, z_all, x_all = ctx.saved_tensors
-        if gx is None or not ctx.need_x:
-            gx = torch.zeros_like(gz if gz is not None else z_all)
-        if gz is None:
-            gz = torch.zeros_like(gx)
-        return _zx_kernel_backward(ctx, features, z_all, x_all, gz, gx), None, None, None
+        (features,) = ctx.saved_tensors
+        # Unused outputs arrive as zeros (autograd materialises them); without ⟨X⟩ the
+        # second output is a constant zero whose gradient must not reach the X terms.
+        if not ctx.need_x:
+            gx = torch.zeros_like(gz)
+        return _zx_kernel_backward(ctx, features, gz, gx), None, None, None
+
+
+def _select_wires(values: torch.Tensor, wires: tuple[int, ...]) -> torch.Tensor:
+    """``[B, n]`` per-wire values → ``[B, m]`` for the measured wires."""
+    return values if wires == tuple(range(values.shape[1])) else values[:, list(wires)]
+
+
+def _to_all_wires(grad: torch.Tensor, wires: tuple[int, ...], n: int) -> torch.Tensor:
+    """``[B, m]`` gradients of the measured wires → ``[B, n]`` (the inverse of
+    :func:`_select_wires`; repeated wires add up)."""
+    if wires == tuple(range(n)):
+        return grad
+    return grad.new_zeros(grad.shape[0], n).index_add_(1, torch.tensor(wires), grad)
 
 
 def _zx_kernel(features, n, wires):
-    """The kernel's ⟨Z⟩₀, ⟨X⟩₀ for all wires and norms, and the measured wires' columns."""
+    """The kernel's ⟨Z⟩₀ and ⟨X⟩₀ of the measured wires (``[B, m]`` each) and the norms."""
     result = kernels.encoded_zx_forward(features, n)
     if result is None:
         raise _Declined
     z_all, x_all, norms = result
-    z, x = z_all, x_all
-    if wires != tuple(range(n)):
-        index = list(wires)
-        z, x = z_all[:, index], x_all[:, index]
-    return z_all, x_all, norms, z, x
+    return _select_wires(z_all, wires), _select_wires(x_all, wires), norms
 
 
-def _zx_kernel_backward(ctx, features, z_all, x_all, gz, gx) -> torch.Tensor:
+def _zx_kernel_backward(ctx, features, gz, gx) -> torch.Tensor:
     """Feature gradient for upstream gradients of the measured wires' ⟨Z⟩₀, ⟨X⟩₀."""
-    if ctx.wires != tuple(range(ctx.n)):
-        index = torch.tensor(ctx.wires)
-        gz = torch.zeros_like(z_all).index_add_(1, index, gz.to(z_all.dtype))
-        gx = torch.zeros_like(x_all).index_add_(1, index, gx.to(x_all.dtype))
-    return kernels.encoded_zx_backward(features, ctx.n, ctx.norms, z_all, x_all, gz, gx)
+    dtype = features.dtype
+    gz_all = _to_all_wires(gz.to(dtype), ctx.wires, ctx.n)
+    gx_all = _to_all_wires(gx.to(dtype), ctx.wires, ctx.n)
+    return kernels.encoded_zx_backward(features, ctx.n, ctx.norms, gz_all, gx_all)
 
 
 class _EncodedRY(torch.autograd.Function):
@@ -800,18 +806,18 @@ class _EncodedRY(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, theta, n, wires):
-        z_all, x_all, norms, z, x = _zx_kernel(features, n, wires)
+        z, x, norms = _zx_kernel(features, n, wires)
         cos, sin = torch.cos(theta), torch.sin(theta)
-        ctx.save_for_backward(features, z_all, x_all, z, x, cos, sin)
+        ctx.save_for_backward(features, z, x, cos, sin)
         ctx.norms, ctx.n, ctx.wires = norms, n, wires
         return z * cos - x * sin
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
-        features, z_all, x_all, z, x, cos, sin = ctx.saved_tensors
+        features, z, x, cos, sin = ctx.saved_tensors
         grad_theta = -(gout * (z * sin + x * cos)).sum(0)
-        grad = _zx_kernel_backward(ctx, features, z_all, x_all, gout * cos, gout * -sin)
+        grad = _zx_kernel_backward(ctx, features, gout * cos, gout * -sin)
         return grad, grad_theta, None, None
 
 

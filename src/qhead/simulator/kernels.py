@@ -401,7 +401,7 @@ if numba is not None:
             _zx_one(psi, n, z[b], x[b], blk)
 
     @_jit
-    def _encoded_zx_grad_rows(feats, n, gz, gx, z, x, norms, grad, psi, g, blk):
+    def _encoded_zx_grad_rows(feats, n, gz, gx, norms, grad, psi, g, blk):
         for b in range(feats.shape[0]):
             _encode_row(feats[b], psi)
             _zx_grad_one(psi, n, gz[b], gx[b], g, blk)
@@ -733,17 +733,17 @@ def encoded_zx_forward(
 
 
 def encoded_zx_backward(
-    features: torch.Tensor, n: int, norms: np.ndarray, z: torch.Tensor, x: torch.Tensor,
-    gz: torch.Tensor, gx: torch.Tensor,
+    features: torch.Tensor, n: int, norms: np.ndarray, gz: torch.Tensor, gx: torch.Tensor
 ) -> torch.Tensor:
-    """``[B, N]`` gradient of ``Σ gz·z + gx·x`` (:func:`encoded_zx_forward`) w.r.t. the
-    features (zero for all-zero rows)."""
+    """``[B, N]`` gradient of ``Σ gz·z + gx·x`` (:func:`encoded_zx_forward`, its
+    ``norms``; ``gz``, ``gx`` are ``[B, n]``) w.r.t. the features (zero for all-zero
+    rows)."""
     feats = _as_array(features)
     grad = np.empty_like(feats)
     _run_split(
         _encoded_zx_grad_rows, feats.shape[0], _Rows(feats), n,
-        _Rows(_as_array(2 * gz, feats)), _Rows(_as_array(2 * gx, feats)),
-        _Rows(_as_array(z, feats)), _Rows(_as_array(x, feats)), _Rows(norms), _Rows(grad),
+        _Rows(_as_array(2 * gz, feats)), _Rows(_as_array(2 * gx, feats)), _Rows(norms),
+        _Rows(grad),
         _Scratch(2**n, feats.dtype), _Scratch(2**n, feats.dtype),
         _Scratch(2 ** (n - 3), feats.dtype),
     )
