@@ -5,6 +5,7 @@ Examples::
     qhead evaluate runs/dq/best.pt
     qhead evaluate runs/busi-q/best.pt --data-root ../shared/data/busi --shots 1000
     qhead evaluate runs/dq/best.pt --data max_per_class=20 --out reports/
+    qhead evaluate runs/dq/best.pt --backend pennylane:default.qubit
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--shots-seed", type=int, default=0, help="seed of the shot sampling")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", metavar="pennylane[:DEVICE]",
+                        help="run the quantum head on PennyLane (default.qubit) or "
+                             "pennylane:<device>, e.g. pennylane:lightning.qubit "
+                             "(default: qhead's simulator)")
     parser.add_argument("--out", help="folder for the result files (default: the checkpoint's)")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     return parser
@@ -53,6 +58,8 @@ def format_result(result: dict) -> str:
             f"{scores['f1']:5.4f}  {scores['support']:7d}"
         )
     shots = "exact" if result["shots"] is None else f"{result['shots']} shots"
+    if result.get("backend") not in (None, "torch"):
+        shots += f", backend {result['backend']}"
     lines.append(
         f"{result['split']} split, n={result['n']}, {shots}: accuracy {result['accuracy']:.4f}, "
         f"macro-F1 {result['macro_f1']:.4f}, loss {result['loss']:.4f}"
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.checkpoint, data=args.data, data_root=args.data_root, split=args.split,
         shots=args.shots, shots_seed=args.shots_seed, batch_size=args.batch_size,
-        device=args.device, out=args.out,
+        device=args.device, out=args.out, backend=args.backend,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

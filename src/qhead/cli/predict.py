@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", help="CSV file to write (default: print the CSV)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", metavar="pennylane[:DEVICE]",
+                        help="run the quantum head on PennyLane (default.qubit) or "
+                             "pennylane:<device> (default: qhead's simulator)")
     return parser
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from qhead.engine import predict, predictions_csv
 
     rows = predict(args.checkpoint, args.inputs, out=args.out, batch_size=args.batch_size,
-                   device=args.device)
+                   device=args.device, backend=args.backend)
     failed = sum(r["status"] != "ok" for r in rows)
     if args.out is None:
         ok = [r for r in rows if r["status"] == "ok"]

@@ -13,9 +13,16 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
-from qhead.experiments.shots import find_checkpoints, parse_shots, shot_study, write_shots_report
+from qhead.experiments.shots import (
+    engine_evaluate,
+    find_checkpoints,
+    parse_shots,
+    shot_study,
+    write_shots_report,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         help="arm whose run dirs are searched in a runs dir (default: quantum)")
     parser.add_argument("--out", help="output dir (default: <first path>/shots)")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--backend", metavar="pennylane[:DEVICE]",
+                        help="sample on PennyLane (default.qubit) or pennylane:<device> "
+                             "(default: qhead's simulator)")
     return parser
 
 
@@ -44,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "shots"
     print(f"{len(checkpoints)} checkpoint(s) x shots {args.shots} x "
           f"{args.sampling_seeds} sampling seed(s)")
-    rows = shot_study(checkpoints, shots, args.sampling_seeds, echo=print)
+    evaluate = engine_evaluate
+    if args.backend:
+        evaluate = functools.partial(engine_evaluate, backend=args.backend)
+    rows = shot_study(checkpoints, shots, args.sampling_seeds, evaluate=evaluate, echo=print)
     written = write_shots_report(rows, out, plot=not args.no_plot)
     print("wrote", *written, sep="\n  ")
     return 0

@@ -20,6 +20,7 @@ from qhead.engine.checkpoint import (
     load_checkpoint,
     read_checkpoint,
     restore_rng_state,
+    set_backend,
 )
 from qhead.engine.config import (
     TrainConfig,
@@ -60,6 +61,7 @@ __all__ = [
     "restore_rng_state",
     "save_config",
     "seed_everything",
+    "set_backend",
     "set_shots",
     "train",
     "train_step",

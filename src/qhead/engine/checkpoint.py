@@ -43,6 +43,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "restore_rng_state",
+    "set_backend",
 ]
 
 FORMAT = "qhead-checkpoint"
@@ -179,11 +180,20 @@ class LoadedCheckpoint:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, backend: str | None = None) -> LoadedCheckpoint:
     """Reads a checkpoint and rebuilds its model from the stored config alone.
+
+    Args:
+        path: a ``best.pt``/``last.pt`` written by ``qhead train``.
+        backend: where the quantum head's circuit runs: ``None`` keeps the checkpoint's
+            (normally qhead's simulator, ``"torch"``); ``"pennylane"`` (``default.qubit``)
+            or ``"pennylane:<device>"`` runs the trained circuit through that PennyLane
+            device, with the trained angles (see :func:`set_backend`).
 
     Raises:
         CheckpointError: missing/corrupt file, or a config/state that no longer builds.
+        ConfigError: a bad ``backend`` string, PennyLane missing, an unknown device, or a
+            ``backend`` for a checkpoint without a quantum head.
     """
     from qhead.engine.config import config_from_dict
     from qhead.models import build_model
@@ -203,6 +213,8 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
             f"({' '.join(first[:2])})"
         ) from None
     model.eval()
+    if backend is not None:
+        set_backend(model, backend, where=f"checkpoint {path} (head {config.model.head!r})")
     return LoadedCheckpoint(
         model=model,
         config=config,
@@ -212,6 +224,34 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         path=Path(path),
         raw=data,
     )
+
+
+def set_backend(model: torch.nn.Module, backend: str, where: str = "the model") -> int:
+    """Runs every AE-VQC circuit of ``model`` on ``backend``; returns how many there are.
+
+    The weights stay as they are; only the executor changes (``AEVQC.backend``), so a
+    trained head gives the same outputs on any exact backend.
+
+    Args:
+        model: a model holding :class:`qhead.quantum.AEVQC` modules.
+        backend: ``"torch"``, ``"pennylane"`` or ``"pennylane:<device>"``.
+        where: how to name the model in the error message.
+
+    Raises:
+        ConfigError: a bad backend string, PennyLane missing, an unknown device, or a model
+            without an AE-VQC circuit.
+    """
+    from qhead.quantum import AEVQC
+
+    circuits = [m for m in model.modules() if isinstance(m, AEVQC)]
+    if not circuits:
+        raise ConfigError(
+            f"backend {backend!r}: {where} has no quantum circuit (AE-VQC head); backends "
+            "apply to quantum heads only"
+        )
+    for circuit in circuits:
+        circuit.backend = backend
+    return len(circuits)
 
 
 def make_checkpoint(

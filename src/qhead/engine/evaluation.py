@@ -26,8 +26,8 @@ __all__ = ["evaluate", "predict", "set_shots"]
 def set_shots(model: torch.nn.Module, shots: int | None, seed: int, device: torch.device) -> int:
     """Sets ``shots`` on every AE-VQC circuit of ``model``; returns how many were set.
 
-    Each circuit gets its own generator seeded from ``seed`` so that a finite-shot
-    evaluation is reproducible.
+    Each circuit gets its own generator (PennyLane backends: device seed) seeded from
+    ``seed`` so that a finite-shot evaluation is reproducible.
     """
     from qhead.quantum import AEVQC
 
@@ -37,6 +37,9 @@ def set_shots(model: torch.nn.Module, shots: int | None, seed: int, device: torc
         generator = torch.Generator(device=device)
         generator.manual_seed(seed * 1000 + i)
         module.generator = generator
+        if module.backend_name == "pennylane" and shots is not None:
+            module.seed = seed * 1000 + i
+            module.backend = module.backend  # rebuild the device with its sampling seed
         count += 1
     return count
 
@@ -106,6 +109,7 @@ def evaluate(
     amp: str = "auto",
     out: str | Path | None = None,
     write: bool = True,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Evaluates a checkpoint on a split of its dataset (or of other data).
 
@@ -121,6 +125,8 @@ def evaluate(
         amp: as in :class:`~qhead.engine.TrainConfig`.
         out: folder for the result files (default: beside the checkpoint).
         write: write ``<stem>.eval[.shotsS].json`` + confusion CSV/PNG.
+        backend: run the quantum head on ``"pennylane[:device]"`` instead of qhead's
+            simulator (``None``: the checkpoint's own, normally ``"torch"``).
 
     Returns:
         ``{"accuracy", "macro_f1", "loss", "n", "per_class", "confusion_matrix",
@@ -135,7 +141,7 @@ def evaluate(
         raise ConfigError(f"split: {split!r} is not allowed; allowed: test, train")
     if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
         raise ConfigError(f"shots: expected null (exact) or an integer >= 1, got {shots!r}")
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, backend=backend)
     data_cfg = _data_config(loaded, data, data_root)
     data_cfg.hflip = False
     splits = build_datasets(data_cfg)
@@ -173,6 +179,7 @@ def evaluate(
         "split": split,
         "shots": shots,
         "shots_seed": shots_seed if shots is not None else None,
+        "backend": backend or _checkpoint_backend(loaded),
     }
     if write:
         folder = Path(out) if out is not None else Path(checkpoint).parent
@@ -182,6 +189,8 @@ def evaluate(
             stem += f".{split}"
         if shots is not None:
             stem += f".shots{shots}"
+        if backend is not None and backend != "torch":
+            stem += "." + backend.replace(":", "-")
         files = {
             "json": folder / f"{stem}.json",
             "confusion_csv": folder / f"{stem}.confusion.csv",
@@ -194,6 +203,16 @@ def evaluate(
         plot_confusion(files["confusion_png"], metrics["confusion_matrix"], loaded.classes, title)
         files["json"].write_text(json.dumps(result, indent=2))
     return result
+
+
+def _checkpoint_backend(loaded: LoadedCheckpoint) -> str | None:
+    """The backend the checkpoint's circuit runs on (None without a quantum head)."""
+    from qhead.quantum import AEVQC
+
+    for module in loaded.model.modules():
+        if isinstance(module, AEVQC):
+            return module.backend
+    return None
 
 
 def _expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -225,6 +244,7 @@ def predict(
     out: str | Path | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    backend: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predicts the class of image files (folders are searched recursively).
 
@@ -237,6 +257,8 @@ def predict(
         out: CSV file to write (``None``: no file).
         batch_size: images per forward pass.
         device: ``auto``, ``cpu``, ``cuda``…
+        backend: run the quantum head on ``"pennylane[:device]"`` (``None``: the
+            checkpoint's own, normally qhead's simulator).
 
     Returns:
         one dict per file: ``path``, ``status`` (``ok``/``error``), ``error``,
@@ -244,7 +266,7 @@ def predict(
     """
     from qhead.data import load_image
 
-    loaded = load_checkpoint(checkpoint)
+    loaded = load_checkpoint(checkpoint, backend=backend)
     paths = _expand_inputs(inputs)
     dev = resolve_device(device)
     model = loaded.model

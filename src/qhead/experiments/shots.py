@@ -94,12 +94,19 @@ def find_checkpoints(paths: Iterable[Path | str], arm: str = "quantum") -> list[
     return list(dict.fromkeys(found))
 
 
-def engine_evaluate(checkpoint: Path, shots: int | None, seed: int) -> dict[str, Any]:
-    """Evaluates with :func:`qhead.engine.evaluate` (test split, ``shots``, sampler seed)."""
+def engine_evaluate(
+    checkpoint: Path, shots: int | None, seed: int, backend: str | None = None
+) -> dict[str, Any]:
+    """Evaluates with :func:`qhead.engine.evaluate` (test split, ``shots``, sampler seed).
+
+    ``backend`` (``"pennylane[:device]"``) runs the head there instead of qhead's simulator.
+    """
     from qhead.engine import evaluate
 
     params = inspect.signature(evaluate).parameters
     kwargs: dict[str, Any] = {"shots": shots}
+    if backend is not None:
+        kwargs["backend"] = backend
     for name in ("seed", "shots_seed", "sampling_seed"):
         if name in params:
             kwargs[name] = seed

@@ -252,6 +252,13 @@ class QuantumHead(Head):
         self.pre = nn.Sequential(self.circuit, *mlp)
         self.fc = nn.Linear(width, num_classes)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``head.circuit = other`` must change what runs: the forward pass goes through
+        # ``pre[0]``, the same module, so both are replaced together.
+        super().__setattr__(name, value)
+        if name == "circuit" and "pre" in self._modules:
+            self.pre[0] = value
+
 
 class TwinFeatures(nn.Module):
     """The fixed quadratic features ``[⟨Z_k⟩₀, ⟨X_k⟩₀]`` of the amplitude-encoded map.

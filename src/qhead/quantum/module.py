@@ -132,16 +132,13 @@ class AEVQC(nn.Module):
         self.measured_wires = resolve_measured_wires(measured_wires, n)
         self.out_features = len(self.measured_wires)
         self._ops = tuple(check_ops(self.ansatz, layers, n))
-        self.backend_name, self.device_name = parse_backend(backend)
-        self.backend = backend
         shape = tuple(self.ansatz.shape(layers, n))
         self.weights = nn.Parameter(torch.rand(shape) * (2 * math.pi))
         self.generator = generator
         self.seed = seed
         self._shots = _check_shots(shots)
         self._pl: PennyLaneCircuit | None = None
-        if self.backend_name == "pennylane":
-            self._pl = self._build_pennylane()
+        self.backend = backend
         self.lint: list[LintWarning] = lint_ops(self._ops, n, self.measured_wires)
         for finding in self.lint:
             warnings.warn(
@@ -155,6 +152,33 @@ class AEVQC(nn.Module):
             self._ops, self.n_qubits, self.measured_wires, self.device_name or "default.qubit",
             shots=self._shots, seed=self.seed,
         )
+
+    @property
+    def backend(self) -> str:
+        """``"torch"``, ``"pennylane"`` or ``"pennylane:<device>"``; settable at run time.
+
+        Setting it keeps the weights and switches where the circuit runs, e.g.
+        ``head.backend = "pennylane:default.qubit"`` on a trained head.
+
+        Raises:
+            ConfigError: a malformed string, PennyLane missing, or an unknown device.
+        """
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise ConfigError(
+                f"backend must be 'torch', 'pennylane' or 'pennylane:<device>', got {value!r}"
+            )
+        name, device = parse_backend(value)
+        pl = None
+        if name == "pennylane":
+            pl = PennyLaneCircuit(
+                self._ops, self.n_qubits, self.measured_wires, device or "default.qubit",
+                shots=self._shots, seed=self.seed,
+            )
+        self.backend_name, self.device_name, self._backend, self._pl = name, device, value, pl
 
     @property
     def shots(self) -> int | None:
