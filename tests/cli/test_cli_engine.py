@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,20 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, native_bf16_module) -> Path:
+    """Trained under ``amp=auto`` as on a CPU with, then without, native bf16."""
     out = tmp_path_factory.mktemp("cli") / "quantum"
-    assert main(["train", *TINY, "model.head=quantum", "--out", str(out), "--threads", "1",
-                 "--no-progress"]) == 0
+    with native_bf16_module.patched():
+        assert main(["train", *TINY, "model.head=quantum", "--out", str(out), "--threads", "1",
+                     "--no-progress"]) == 0
     return out
+
+
+@pytest.fixture
+def run_dir(trained_run: Path, native_bf16_module) -> Iterator[Path]:
+    """The trained run; evaluate/predict (``amp=auto``) see the CPU it was trained on."""
+    with native_bf16_module.patched():
+        yield trained_run
 
 
 def test_train_writes_a_complete_run(run_dir: Path) -> None:
@@ -92,7 +102,7 @@ def test_predict_reports_bad_files_and_predicts_the_others(run_dir: Path, tmp_pa
         assert rows[name]["predicted"] == str(int(np.argmax(probs)))
 
 
-def test_predict_agrees_with_the_model(run_dir: Path, tmp_path) -> None:
+def test_predict_agrees_with_the_model(run_dir: Path, tmp_path, native_bf16_module) -> None:
     from qhead.data import load_image
     from qhead.engine import load_checkpoint, predict
 
@@ -100,9 +110,16 @@ def test_predict_agrees_with_the_model(run_dir: Path, tmp_path) -> None:
     _write_digit_png(image, 3)
     row = predict(run_dir / "best.pt", [image])[0]
     model = load_checkpoint(run_dir / "best.pt").model
+    x = load_image(image, 16)[None]
     with torch.no_grad():
-        probs = torch.softmax(model(load_image(image, 16)[None]), dim=1)[0]
-    assert row["confidence"] == pytest.approx(float(probs.max()), abs=1e-5)
+        float32 = torch.softmax(model(x), dim=1)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bfloat16 = torch.softmax(model(x).float(), dim=1)[0]
+    # amp=auto: bf16 autocast exactly where the CPU has native bf16
+    expected = bfloat16 if native_bf16_module.native else float32
+    assert row["confidence"] == pytest.approx(float(expected.max()), abs=1e-6)
+    # either way within bf16's resolution (8 bits of mantissa) of the float32 model
+    assert row["confidence"] == pytest.approx(float(float32.max()), abs=2e-2)
 
 
 def _error(capsys, argv: list[str]) -> str:
@@ -160,7 +177,7 @@ def test_example_configs_load() -> None:
         load_config(path, overrides=["data.root=/somewhere"])
 
 
-def test_demo_trains_both_heads(tmp_path, capsys) -> None:
+def test_demo_trains_both_heads(tmp_path, capsys, native_bf16: bool) -> None:
     from qhead.engine.demo import format_table, run_demo
 
     rows = run_demo(tmp_path / "demo", epochs=1, image_size=16, progress=False,
@@ -171,6 +188,10 @@ def test_demo_trains_both_heads(tmp_path, capsys) -> None:
     assert (tmp_path / "demo" / "curves.png").is_file()
     table = format_table(rows)
     assert "| quantum | 65 |" in table
+    precision = "bfloat16" if native_bf16 else "float32"  # the table says which one ran
+    assert [r.precision for r in rows] == [precision] * 2
+    assert table.splitlines()[0].endswith("| precision |")
+    assert all(line.endswith(f"| {precision} |") for line in table.splitlines()[2:])
 
 
 @pytest.mark.slow

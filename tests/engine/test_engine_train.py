@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,23 @@ def _restore_determinism():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained_run(tmp_path_factory, native_bf16_module) -> Path:
+    """Trained under ``amp=auto`` as on a CPU with, then without, native bf16."""
     out = tmp_path_factory.mktemp("run") / "tiny"
-    return train(tiny_config(out, "plots=true", "tensorboard=true"))
+    with native_bf16_module.patched():
+        return train(tiny_config(out, "plots=true", "tensorboard=true"))
+
+
+@pytest.fixture
+def trained(trained_run: Path, native_bf16_module) -> Iterator[Path]:
+    with native_bf16_module.patched():
+        yield trained_run
+
+
+def test_amp_auto_is_bf16_exactly_where_the_cpu_has_it(trained: Path, native_bf16_module):
+    final = json.loads((trained / "final.json").read_text())
+    expected = "cpu bfloat16" if native_bf16_module.native else "cpu float32"
+    assert final["precision"].startswith(expected)
 
 
 def test_run_dir_contents(trained: Path) -> None:

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Trains small_cnn + classical head and small_cnn + AE-VQC head on the embedded "
             "digits data (32x32) with the same seed and budget, prints a table (head, "
-            "params after backbone, accuracy, macro-F1, seconds) and writes learning "
+            "params after backbone, accuracy, macro-F1, seconds, precision) and writes learning "
             "curves to OUT/curves.png and each run to OUT/<head>/."
         ),
     )
@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for PyTorch (default 1: fastest for this small model)")
+    parser.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
+                        help="precision (default auto: bf16 autocast where the CPU has native "
+                             "bf16, float32 elsewhere; off: float32 everywhere)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -33,8 +36,12 @@ def run(args: argparse.Namespace) -> int:
     from qhead.engine.demo import format_table, run_demo
 
     rows = run_demo(args.out, epochs=args.epochs, image_size=args.image_size, seed=args.seed,
-                    threads=args.threads, progress=not args.no_progress)
+                    threads=args.threads, progress=not args.no_progress,
+                    overrides=[f"amp={args.amp}"])
     print()
+    precisions = sorted({r.precision for r in rows})
+    print(f"precision: {', '.join(precisions)} (amp={args.amp}; bf16 and float32 give "
+          "different figures)")
     print(format_table(rows))
     print(f"\nlearning curves: {args.out}/curves.png; runs: "
           + ", ".join(str(r.run_dir) for r in rows))

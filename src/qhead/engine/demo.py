@@ -18,7 +18,7 @@ from qhead.engine.config import load_config
 from qhead.engine.metrics import plot_learning_curves, read_metrics
 from qhead.engine.trainer import train
 
-__all__ = ["DemoRow", "format_table", "run_demo"]
+__all__ = ["DemoRow", "format_table", "precision_of", "run_demo"]
 
 HEADS: tuple[tuple[str, list[str]], ...] = (
     ("classical", ["model.head=classical"]),
@@ -35,6 +35,8 @@ class DemoRow:
     macro_f1: float
     seconds: float
     run_dir: Path
+    #: how the run computed: ``bfloat16`` autocast or ``float32`` (``amp`` resolved)
+    precision: str = "float32"
 
 
 def run_demo(
@@ -77,7 +79,8 @@ def run_demo(
         seconds = time.perf_counter() - t0
         final = json.loads((run_dir / "final.json").read_text())
         rows.append(DemoRow(head, int(final["params_after_backbone"]), float(final["accuracy"]),
-                            float(final["macro_f1"]), seconds, run_dir))
+                            float(final["macro_f1"]), seconds, run_dir,
+                            precision_of(final["precision"])))
     plot_learning_curves(
         out / "curves.png",
         {row.head: read_metrics(row.run_dir / "metrics.csv") for row in rows},
@@ -86,13 +89,23 @@ def run_demo(
     return rows
 
 
+def precision_of(described: str) -> str:
+    """``"bfloat16"`` from a run's ``final.json`` ``precision`` (``"cpu bfloat16 NCHW"``)."""
+    parts = described.split()
+    return parts[1] if len(parts) > 1 else described
+
+
 def format_table(rows: list[DemoRow]) -> str:
-    """The demo's result table (Markdown)."""
+    """The demo's result table (Markdown), with the precision that produced each row.
+
+    ``amp=auto`` trains in bf16 autocast on a CPU with native bf16 and in float32
+    elsewhere, and the two give different figures: the ``precision`` column says which.
+    """
     lines = [
-        "| head | params after backbone | accuracy | macro-F1 | seconds |",
-        "|---|---:|---:|---:|---:|",
+        "| head | params after backbone | accuracy | macro-F1 | seconds | precision |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(f"| {r.head} | {r.params_after_backbone:,} | {r.accuracy:.4f} | "
-                     f"{r.macro_f1:.4f} | {r.seconds:.1f} |")
+                     f"{r.macro_f1:.4f} | {r.seconds:.1f} | {r.precision} |")
     return "\n".join(lines)
