@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -35,7 +36,7 @@ def _make_runs(root, scores=SCORES, with_curves=True):
                   "data": {"image_size": 64}, "seed": seed}
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
         final = {"accuracy": acc, "macro_f1": f1,
-                 "params_head": {"classical": 1539, "quantum": 63, "twin": 93}[arm],
+                 "params_after_backbone": {"classical": 1539, "quantum": 63, "twin": 93}[arm],
                  "confusion_matrix": [[5, 1, 0], [1, 3, 1], [0, 0, 4]],
                  "classes": ["benign", "malignant", "normal"]}
         (run_dir / "final.json").write_text(json.dumps(final))
@@ -135,3 +136,22 @@ def test_params_computed_from_the_run_config_when_not_recorded(tmp_path):
     (run_dir / "final.json").write_text(json.dumps({"accuracy": 0.5, "macro_f1": 0.4}))
     # small_cnn ends with 64 channels: GAP + Linear(64, 3) = 64·3 + 3
     assert load_run(run_dir).params_head == 195
+
+
+OLD_GRID = Path(__file__).parent / "data" / "grid-84a2461"
+"""Records (cell.json, config.yaml, final.json, metrics.csv) of ``qhead reproduce --datasets
+digits --backbones small_cnn --heads classical,quantum --seeds 2 --epochs 2 --image-size 16``
+run at commit 84a2461; ``grid-84a2461.summary.csv`` is the ``qhead report`` of that commit."""
+
+
+def test_report_of_an_old_grid_is_unchanged(tmp_path):
+    runs, problems = collect_runs(OLD_GRID)
+    assert problems == [] and len(runs) == 4
+    files = write_report(OLD_GRID, tmp_path, plots=False)
+    with (OLD_GRID.parent / "grid-84a2461.summary.csv").open() as handle:
+        before = list(csv.DictReader(handle))
+    with files.summary_csv.open() as handle:
+        after = list(csv.DictReader(handle))
+    assert len(after) == len(before) == 2
+    for old, new in zip(before, after, strict=True):
+        assert {k: new[k] for k in old} == old  # every column the old report had

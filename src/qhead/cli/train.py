@@ -56,6 +56,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     import yaml
 
     from qhead.engine import load_config
+    from qhead.engine.record import CONFIG_FILE
     from qhead.errors import ConfigError
 
     overrides = list(args.overrides)
@@ -72,7 +73,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.resume and not (args.config or args.preset or overrides):
         if args.out is None:
             raise ConfigError("--resume needs --out DIR (the run to continue) or the run's config")
-        saved = Path(args.out) / "config.yaml"
+        saved = Path(args.out) / CONFIG_FILE
         if saved.is_file():
             base = yaml.safe_load(saved.read_text())
     return load_config(args.config, args.preset, [*overrides, *flags], base=base)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qhead.engine.config import load_config
-from qhead.engine.metrics import plot_learning_curves, read_metrics
+from qhead.engine.metrics import plot_learning_curves
+from qhead.engine.record import CURVES_FILE, read_record
 from qhead.engine.trainer import train
 
 __all__ = ["DemoRow", "format_table", "precision_of", "run_demo"]
@@ -57,8 +58,6 @@ def run_demo(
     this small a second thread gains little on an idle machine and loses several-fold
     when the cores are shared (OpenMP threads wait on each other).
     """
-    import json
-
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
@@ -77,13 +76,12 @@ def run_demo(
         t0 = time.perf_counter()
         run_dir = train(cfg)
         seconds = time.perf_counter() - t0
-        final = json.loads((run_dir / "final.json").read_text())
-        rows.append(DemoRow(head, int(final["params_after_backbone"]), float(final["accuracy"]),
-                            float(final["macro_f1"]), seconds, run_dir,
-                            precision_of(final["precision"])))
+        run = read_record(run_dir)
+        rows.append(DemoRow(head, int(run.params_head or 0), run.accuracy, run.macro_f1,
+                            seconds, run_dir, precision_of(run.final["precision"])))
     plot_learning_curves(
-        out / "curves.png",
-        {row.head: read_metrics(row.run_dir / "metrics.csv") for row in rows},
+        out / CURVES_FILE,
+        {row.head: read_record(row.run_dir).metrics for row in rows},
         title=f"small_cnn on digits {image_size}x{image_size}: classical vs quantum head",
     )
     return rows

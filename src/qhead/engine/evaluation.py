@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
+from qhead.engine import record
 from qhead.engine.checkpoint import LoadedCheckpoint, load_checkpoint
 from qhead.engine.loader import make_loader
 from qhead.engine.metrics import plot_confusion, write_confusion_csv
+from qhead.engine.record import evaluation_files
 from qhead.engine.runtime import make_step_context, prepare_model, resolve_device
 from qhead.engine.trainer import evaluate_model
 from qhead.errors import ConfigError, DataError
@@ -165,13 +167,13 @@ def evaluate(
     torch.manual_seed(shots_seed)
     metrics = evaluate_model(model, loader, ctx, loaded.classes)
     result: dict[str, Any] = {
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
+        record.ACCURACY: metrics["accuracy"],
+        record.MACRO_F1: metrics["macro_f1"],
         "loss": metrics["loss"],
         "n": metrics["n"],
         "per_class": metrics["per_class"],
-        "confusion_matrix": metrics["confusion_matrix"],
-        "classes": loaded.classes,
+        record.CONFUSION: metrics["confusion_matrix"],
+        record.CLASSES: loaded.classes,
         "checkpoint": str(checkpoint),
         "epoch": loaded.epoch,
         "dataset": data_cfg.name,
@@ -184,18 +186,7 @@ def evaluate(
     if write:
         folder = Path(out) if out is not None else Path(checkpoint).parent
         folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{Path(checkpoint).stem}.eval"
-        if split != "test":
-            stem += f".{split}"
-        if shots is not None:
-            stem += f".shots{shots}"
-        if backend is not None and backend != "torch":
-            stem += "." + backend.replace(":", "-")
-        files = {
-            "json": folder / f"{stem}.json",
-            "confusion_csv": folder / f"{stem}.confusion.csv",
-            "confusion_png": folder / f"{stem}.confusion.png",
-        }
+        files = evaluation_files(folder, checkpoint, split, shots, backend)
         result["files"] = {k: str(v) for k, v in files.items()}
         write_confusion_csv(files["confusion_csv"], metrics["confusion_matrix"], loaded.classes)
         title = (f"{Path(checkpoint).name}: acc {metrics['accuracy']:.3f}, "

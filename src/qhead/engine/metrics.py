@@ -1,4 +1,5 @@
-"""Classification metrics, the per-epoch ``metrics.csv`` and the plots.
+"""Classification metrics and the plots (the per-epoch ``metrics.csv`` is defined in
+:mod:`qhead.engine.record`).
 
 F1 is always **macro-averaged** (the unweighted mean of the per-class F1 scores, the
 paper's metric) and named ``macro_f1``.
@@ -14,6 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+# the metrics.csv format is part of the run record; re-exported here for existing callers
+from qhead.engine.record import (
+    METRICS_COLUMNS,
+    read_metrics,
+    truncate_metrics,
+    write_metrics_row,
+)
+
 __all__ = [
     "METRICS_COLUMNS",
     "classification_metrics",
@@ -24,10 +33,6 @@ __all__ = [
     "write_confusion_csv",
     "write_metrics_row",
 ]
-
-METRICS_COLUMNS: tuple[str, ...] = (
-    "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "test_macro_f1", "lr", "seconds",
-)  # fmt: skip
 
 
 def classification_metrics(
@@ -78,44 +83,6 @@ def classification_metrics(
         },
         "confusion_matrix": cm.astype(int).tolist(),
     }
-
-
-def write_metrics_row(path: Path, row: dict[str, Any]) -> None:
-    """Appends one epoch to ``metrics.csv`` (header written with the first row)."""
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _fmt(row.get(k)) for k in METRICS_COLUMNS})
-        handle.flush()
-
-
-def _fmt(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    """Rows of ``metrics.csv`` (empty if missing)."""
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def truncate_metrics(path: Path, last_epoch: int) -> None:
-    """Drops rows after ``last_epoch`` (epochs a killed run logged but did not checkpoint)."""
-    rows = [r for r in read_metrics(path) if int(r["epoch"]) <= last_epoch]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
 
 
 def write_confusion_csv(

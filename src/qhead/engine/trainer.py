@@ -1,14 +1,9 @@
 """``train(cfg) -> run dir``: the training loop, checkpoints, logs and plots.
 
-Run dir layout (only rank 0 writes)::
-
-    config.yaml     the resolved TrainConfig
-    metrics.csv     one row per epoch (see qhead.engine.metrics.METRICS_COLUMNS)
-    last.pt         checkpoint after every epoch (atomic)
-    best.pt         checkpoint of the best epoch by ``select_metric`` (atomic)
-    final.json      final metrics (last epoch), Params*, seconds, environment
-    curves.png      learning curves
-    tb/             TensorBoard logs (if tensorboard is installed and enabled)
+The run dir's files and their keys are defined in :mod:`qhead.engine.record` (only rank 0
+writes): ``config.yaml``, ``metrics.csv`` (one row per epoch), ``last.pt`` (after every
+epoch, atomic), ``best.pt`` (best epoch by ``select_metric``, atomic), ``final.json``
+(last epoch's metrics, Params*, confusion matrix, versions), ``curves.png`` and ``tb/``.
 
 Resuming (``resume=True``) reloads ``last.pt`` and restarts the epoch that was running
 when the process died from its beginning. Shuffling, augmentation and the per-epoch
@@ -18,7 +13,6 @@ ends with the same weights and metrics as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -28,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from qhead.engine import record
 from qhead.engine.checkpoint import (
     atomic_save,
     make_checkpoint,
@@ -146,7 +141,7 @@ def _tensorboard(cfg: TrainConfig, out: Path, info: DistInfo) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(out / "tb"))
+    return SummaryWriter(log_dir=str(out / record.TENSORBOARD_DIR))
 
 
 def _oom_error(cfg: TrainConfig, device: torch.device, error: BaseException) -> QheadError:
@@ -193,7 +188,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
     set_deterministic(cfg.deterministic)
     device = resolve_device(cfg.device, info.local_rank if info.enabled else None)
     out = cfg.run_dir
-    last_path, best_path = out / "last.pt", out / "best.pt"
+    last_path, best_path = out / record.LAST_CHECKPOINT, out / record.BEST_CHECKPOINT
 
     checkpoint: dict[str, Any] | None = None
     if resume and last_path.exists():
@@ -202,8 +197,8 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
         log(f"resume: no {last_path} yet, starting from epoch 1", info)
     elif last_path.exists():
         raise ConfigError(
-            f"{out} already holds a run (last.pt); pass --resume to continue it, or choose "
-            "another --out (or delete the folder) to start again"
+            f"{out} already holds a run ({record.LAST_CHECKPOINT}); pass --resume to continue "
+            "it, or choose another --out (or delete the folder) to start again"
         )
 
     splits = build_datasets(cfg.data)
@@ -278,10 +273,10 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
     if cfg.max_steps_per_epoch is not None:
         steps = min(steps, cfg.max_steps_per_epoch)
 
-    metrics_path = out / "metrics.csv"
+    metrics_path = out / record.METRICS_FILE
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
+        save_config(cfg, out / record.CONFIG_FILE)
         if checkpoint is not None:
             truncate_metrics(metrics_path, start_epoch)
         elif metrics_path.exists():
@@ -377,17 +372,21 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
             writer.close()
 
     if info.is_main:
-        final = _final_summary(cfg, last_metrics, classes, params_head, params_total, seconds,
-                               best_metric, best_epoch, ctx, info)
-        (out / "final.json").write_text(json.dumps(final, indent=2))
+        final = record.final_summary(
+            cfg, last_metrics, classes=classes, params_head=params_head,
+            params_total=params_total, seconds=seconds, best_metric=best_metric,
+            best_epoch=best_epoch, device=str(ctx.device), precision=ctx.describe(),
+            world_size=info.world_size,
+        )
+        record.write_final(out, final)
         if cfg.plots:
             try:
                 plot_learning_curves(
-                    out / "curves.png", {cfg.model.head: read_metrics(metrics_path)},
+                    out / record.CURVES_FILE, {cfg.model.head: read_metrics(metrics_path)},
                     title=f"{cfg.model.backbone} + {cfg.model.head} on {cfg.data.name}",
                 )
             except Exception as error:  # a plot must never lose a finished run
-                log(f"warning: could not write curves.png ({error})", info)
+                log(f"warning: could not write {record.CURVES_FILE} ({error})", info)
         log(
             f"done: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} "
             f"after {final['epochs']} epochs in {seconds:.1f} s; run dir {out}",
@@ -427,42 +426,3 @@ def _end_of_epoch(
                 writer.add_scalar(key, row[key], row["epoch"])
         writer.flush()
 
-
-def _final_summary(
-    cfg: TrainConfig,
-    metrics: dict[str, Any],
-    classes: list[str],
-    params_head: int,
-    params_total: int,
-    seconds: float,
-    best_metric: float | None,
-    best_epoch: int | None,
-    ctx: StepContext,
-    info: DistInfo,
-) -> dict[str, Any]:
-    return {
-        "accuracy": metrics.get("accuracy"),
-        "macro_f1": metrics.get("macro_f1"),
-        "test_loss": metrics.get("loss"),
-        "train_loss": metrics.get("train_loss"),
-        "train_acc": metrics.get("train_acc"),
-        "epochs": int(metrics.get("epoch", cfg.epochs)),
-        "best_epoch": best_epoch,
-        f"best_{cfg.select_metric}": best_metric,
-        "params_after_backbone": params_head,
-        "params_total": params_total,
-        "seconds": round(seconds, 3),
-        "classes": classes,
-        "per_class": metrics.get("per_class"),
-        "confusion_matrix": metrics.get("confusion_matrix"),
-        "n_test": metrics.get("n"),
-        "model": {"backbone": cfg.model.backbone, "head": cfg.model.head,
-                  "image_size": cfg.model.image_size},
-        "dataset": cfg.data.name,
-        "seed": cfg.seed,
-        "device": str(ctx.device),
-        "precision": ctx.describe(),
-        "world_size": info.world_size,
-        "torch": torch.__version__,
-        "note": "accuracy / macro_f1 are the last epoch's test metrics (no test-set selection)",
-    }

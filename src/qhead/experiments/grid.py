@@ -36,14 +36,15 @@ from typing import Any
 
 import yaml
 
+from qhead.engine.record import (
+    CELL_FILE,
+    FINAL_FILE,
+    LAST_CHECKPOINT,
+    read_cell_record,
+    read_config,
+    write_cell_record,  # noqa: F401  (part of this module's API since cell.json began here)
+)
 from qhead.errors import ConfigError
-
-CELL_FILE = "cell.json"
-"""Written by ``qhead reproduce`` into each run dir before training: the cell's identity."""
-
-FINAL_FILE = "final.json"
-CONFIG_FILE = "config.yaml"
-RESUME_FILE = "last.pt"
 
 SEED_KEY = "seed"
 """Dotted config key of the training seed."""
@@ -397,34 +398,6 @@ def cell_record(cell: Cell, overrides: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_cell_record(run_dir: Path) -> dict[str, Any] | None:
-    """``cell.json`` of a run dir, or ``None`` if absent or unreadable."""
-    path = Path(run_dir) / CELL_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_cell_record(run_dir: Path, record: Mapping[str, Any]) -> None:
-    """Writes ``cell.json`` atomically (temporary file + rename)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (CELL_FILE + ".tmp")
-    tmp.write_text(json.dumps(dict(record), indent=2, default=str) + "\n")
-    tmp.replace(run_dir / CELL_FILE)
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """The run's saved ``config.yaml`` as a dict, or ``None``."""
-    path = Path(run_dir) / CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 @dataclass(frozen=True)
 class CellStatus:
     """What ``qhead reproduce`` will do with a cell.
@@ -451,7 +424,7 @@ def cell_status(run_dir: Path, cell: Cell, overrides: Mapping[str, Any]) -> Cell
     run_dir = Path(run_dir)
     overrides = _tracked(overrides)
     has_final = (run_dir / FINAL_FILE).is_file()
-    has_ckpt = (run_dir / RESUME_FILE).is_file()
+    has_ckpt = (run_dir / LAST_CHECKPOINT).is_file()
     record = read_cell_record(run_dir)
     config = read_config(run_dir)
     if record is None and config is None and not has_final and not has_ckpt:

@@ -1,33 +1,25 @@
 """Reading finished runs back: identity, budget, final metrics, curves, confusion matrices.
 
-Only files are read (``cell.json``, ``config.yaml``, ``final.json``, ``metrics.csv``,
-evaluation JSON), so a report can be made on a machine that only holds copied run dirs.
+Only a run's record is read (``cell.json``, ``config.yaml``, ``final.json``,
+``metrics.csv``; see :mod:`qhead.engine.record`), so a report can be made on a machine that
+only holds copied run dirs or exported records.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qhead.engine import record as run_record
+from qhead.engine.record import CELL_FILE, CONFIG_FILE, FINAL_FILE, RunRecord, read_record
 from qhead.errors import DataError
-from qhead.experiments.grid import (
-    ARMS,
-    FINAL_FILE,
-    arm_spec,
-    flatten,
-    read_cell_record,
-    read_config,
-)
+from qhead.experiments.grid import ARMS, DATASET_KEY, SEED_KEY, arm_spec, flatten
 
-ACCURACY_KEYS = ("accuracy", "test_accuracy", "acc", "test_acc")
-F1_KEYS = ("macro_f1", "f1_macro", "test_macro_f1", "test_f1_macro", "f1")
-PARAMS_KEYS = ("params_head", "head_params", "params_after_backbone", "params_star")
-CONFUSION_KEYS = ("confusion_matrix", "confusion")
+BACKBONE_KEY = "model.backbone"
+HEAD_KEY = "model.head"
 
 BUDGET_SUFFIXES = ("epochs", "image_size", "batch_size", "lr", "optimizer", "weight_decay")
 """Config keys (by last dotted part) shown in every table's budget line."""
@@ -47,6 +39,7 @@ class RunResult:
         overrides: the grid's overrides of the run (from ``cell.json``).
         confusion: confusion matrix ``[C][C]`` (rows true, columns predicted) if found.
         classes: class names if found.
+        record: the run's record as read (:class:`~qhead.engine.record.RunRecord`).
     """
 
     run_dir: Path
@@ -61,66 +54,30 @@ class RunResult:
     overrides: dict[str, Any] = field(default_factory=dict)
     confusion: list[list[int]] | None = None
     classes: list[str] | None = None
+    record: RunRecord | None = field(default=None, repr=False, compare=False)
 
     @property
     def group(self) -> tuple[str, str]:
         return (self.dataset, self.backbone)
 
 
-def _first(mapping: Mapping[str, Any], keys: Iterable[str]) -> Any:
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return mapping[key]
-    return None
-
-
-def find_metric(final: Mapping[str, Any], keys: Iterable[str]) -> Any:
-    keys = tuple(keys)
-    value = _first(final, keys)
-    if value is not None:
-        return value
-    for nested in ("test", "metrics", "eval", "evaluation", "best", "final"):
-        sub = final.get(nested)
-        if isinstance(sub, Mapping):
-            value = _first(sub, keys)
-            if value is not None:
-                return value
-    return None
-
-
-def _as_fraction(value: Any, what: str, path: Path) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: {what} is not a number: {value!r}") from None
-    if not math.isfinite(v):
-        raise DataError(f"{path}: {what} is not finite: {value!r}")
-    # percentages are converted so that every table uses one unit
-    return v / 100.0 if v > 1.0 else v
-
-
-def _identity(run_dir: Path, record: Mapping[str, Any] | None, config: Mapping[str, Any] | None):
-    if record:
-        return (
-            str(record["dataset"]),
-            str(record["backbone"]),
-            str(record["arm"]),
-            int(record["seed"]),
-        )
+def _identity(run_dir: Path, cell: Mapping[str, Any] | None, config: Mapping[str, Any] | None):
+    if cell:
+        return (str(cell["dataset"]), str(cell["backbone"]), str(cell["arm"]), int(cell["seed"]))
     # fall back on the run-dir layout <dataset>/<backbone>/<arm>/seed<k>
     parts = run_dir.parts
     if len(parts) >= 4 and parts[-1].startswith("seed") and parts[-1][4:].isdigit():
         return parts[-4], parts[-3], parts[-2], int(parts[-1][4:])
+    # then on the config the engine saved (a plain ``qhead train`` run: the arm is its head)
     flat = flatten(config or {})
-    seed = _first(flat, ("seed", "train.seed"))
-    dataset = _first(flat, ("data.name", "data.dataset"))
-    backbone = _first(flat, ("model.backbone",))
-    head = _first(flat, ("model.head",))
-    if None in (seed, dataset, backbone, head):
+    names = [flat.get(key) for key in (DATASET_KEY, BACKBONE_KEY, HEAD_KEY, SEED_KEY)]
+    if None in names:
         raise DataError(
-            f"{run_dir}: cannot tell which cell this run is (no cell.json, "
-            "no <dataset>/<backbone>/<arm>/seed<k> layout, config lacks names)"
+            f"{run_dir}: cannot tell which cell this run is (no {CELL_FILE}, "
+            f"no <dataset>/<backbone>/<arm>/seed<k> layout, {CONFIG_FILE} lacks "
+            f"{DATASET_KEY}/{BACKBONE_KEY}/{HEAD_KEY}/{SEED_KEY})"
         )
+    dataset, backbone, head, seed = names
     return str(dataset), str(backbone), str(head), int(seed)
 
 
@@ -139,25 +96,6 @@ def budget_of(config: Mapping[str, Any] | None) -> dict[str, Any]:
         if out.get("image_size") == out["data.image_size"]:
             out.pop("image_size")
     return out
-
-
-def _confusion(run_dir: Path, final: Mapping[str, Any]) -> tuple[Any, Any]:
-    sources: list[Mapping[str, Any]] = [final]
-    for path in sorted(run_dir.glob("*.json")):
-        if path.name in (FINAL_FILE, "cell.json"):
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, Mapping):
-            sources.append(data)
-    for source in sources:
-        cm = find_metric(source, CONFUSION_KEYS)
-        if isinstance(cm, list) and cm and all(isinstance(r, list) for r in cm):
-            classes = find_metric(source, ("classes", "class_names"))
-            return [[int(v) for v in row] for row in cm], classes
-    return None, None
 
 
 _PARAMS_CACHE: dict[str, int | None] = {}
@@ -190,44 +128,28 @@ def load_run(run_dir: Path | str) -> RunResult:
     Raises:
         DataError: if ``final.json`` is missing, unreadable or lacks accuracy / macro-F1.
     """
-    run_dir = Path(run_dir)
-    final_path = run_dir / FINAL_FILE
-    try:
-        final = json.loads(final_path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{run_dir}: no {FINAL_FILE} (run not finished)") from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"{final_path}: unreadable ({error})") from None
-    if not isinstance(final, Mapping):
-        raise DataError(f"{final_path}: expected a JSON object")
-    record = read_cell_record(run_dir)
-    config = read_config(run_dir)
-    dataset, backbone, arm, seed = _identity(run_dir, record, config)
-    acc = find_metric(final, ACCURACY_KEYS)
-    f1 = find_metric(final, F1_KEYS)
-    if acc is None or f1 is None:
-        raise DataError(
-            f"{final_path}: needs accuracy ({'/'.join(ACCURACY_KEYS)}) and macro-F1 "
-            f"({'/'.join(F1_KEYS)}); found keys {sorted(final)}"
-        )
-    params = find_metric(final, PARAMS_KEYS)
-    if params is None and config is not None:
-        params = params_from_config(config)
-    cm, classes = _confusion(run_dir, final)
-    overrides = dict((record or {}).get("overrides", {}))
+    run = read_record(run_dir)
+    if not run.finished:
+        raise DataError(f"{run.run_dir}: no {FINAL_FILE} (run not finished)")
+    dataset, backbone, arm, seed = _identity(run.run_dir, run.cell, run.config)
+    accuracy, macro_f1 = run.accuracy, run.macro_f1
+    params = run.params_head
+    if params is None and run.config is not None:
+        params = params_from_config(run.config)
     return RunResult(
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         dataset=dataset,
         backbone=backbone,
         arm=arm,
         seed=seed,
-        accuracy=_as_fraction(acc, "accuracy", final_path),
-        macro_f1=_as_fraction(f1, "macro-F1", final_path),
-        params_head=int(params) if params is not None else None,
-        budget=budget_of(config),
-        overrides=overrides,
-        confusion=cm,
-        classes=list(classes) if classes else None,
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        params_head=params,
+        budget=budget_of(run.config),
+        overrides=dict((run.cell or {}).get("overrides", {})),
+        confusion=run.confusion,
+        classes=run.classes,
+        record=run,
     )
 
 
@@ -249,7 +171,7 @@ def collect_runs(root: Path | str) -> tuple[list[RunResult], list[str]]:
             results.append(load_run(final.parent))
         except DataError as error:
             problems.append(str(error))
-    for marker in sorted([*root.rglob("cell.json"), *root.rglob("config.yaml")]):
+    for marker in sorted([*root.rglob(CELL_FILE), *root.rglob(CONFIG_FILE)]):
         if marker.parent not in seen:
             seen.add(marker.parent)
             problems.append(f"{marker.parent}: unfinished (no {FINAL_FILE})")
@@ -273,12 +195,7 @@ def arm_overrides(arm: str) -> dict[str, Any]:
 
 def read_metrics_csv(run_dir: Path | str) -> dict[str, list[float]]:
     """``metrics.csv`` as ``{column: [value per row]}`` (numeric columns only)."""
-    path = Path(run_dir) / "metrics.csv"
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
-        return {}
+    rows = run_record.read_metrics(Path(run_dir) / run_record.METRICS_FILE)
     columns: dict[str, list[float]] = {}
     for name in rows[0].keys() if rows else ():
         values = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qhead.engine.record import LOG_FILE, write_cell_record
 from qhead.errors import ConfigError
 from qhead.experiments.grid import (
     Cell,
@@ -25,10 +26,7 @@ from qhead.experiments.grid import (
     cell_record,
     cell_status,
     format_override,
-    write_cell_record,
 )
-
-LOG_FILE = "train.log"
 
 
 @dataclass

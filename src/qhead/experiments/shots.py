@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qhead.engine.record import ACCURACY, CHECKPOINTS, CONFIG_FILE, MACRO_F1, read_config
 from qhead.errors import ConfigError, DataError
-from qhead.experiments.grid import read_config
-from qhead.experiments.results import ACCURACY_KEYS, F1_KEYS, budget_of, find_metric
+from qhead.experiments.results import budget_of
 from qhead.experiments.stats import Summary, summarize
 
 EXACT = "exact"
-CHECKPOINT_PREFERENCE = ("last.pt", "best.pt")
+CHECKPOINT_PREFERENCE = CHECKPOINTS
 
 EvaluateFn = Callable[[Path, "int | None", int], dict[str, Any]]
 """``evaluate(checkpoint, shots_or_None, sampling_seed) -> metrics dict``."""
@@ -149,8 +149,7 @@ def shot_study(
             accs, f1s = [], []
             for seed in seeds:
                 metrics = evaluate(Path(checkpoint), count, seed)
-                acc = find_metric(metrics, ACCURACY_KEYS)
-                f1 = find_metric(metrics, F1_KEYS)
+                acc, f1 = metrics.get(ACCURACY), metrics.get(MACRO_F1)
                 if acc is None or f1 is None:
                     raise DataError(
                         f"{checkpoint}: evaluation gave no accuracy / macro-F1 "
@@ -186,7 +185,7 @@ def _budget(checkpoint: Path) -> str:
     config = read_config(Path(checkpoint).parent)
     budget = budget_of(config)
     if not budget:
-        return f"unknown ({Path(checkpoint).parent}/config.yaml not found)"
+        return f"unknown ({Path(checkpoint).parent}/{CONFIG_FILE} not found)"
     return ", ".join(f"{k}={v}" for k, v in budget.items())
 
 
