@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from qhead.cli import main
-from qhead.data.audit import _hamming_pairs, audit
+from qhead.data.audit import audit
+from qhead.data.duplicates import connected_components, near_pairs
 
 SHARED_BUSI = Path(__file__).resolve().parents[3] / "shared" / "data" / "busi"
 
@@ -65,7 +66,14 @@ def test_hamming_pairs_against_brute_force():
     bits[7, :3] = ~bits[7, :3]
     expected = [(i, j, int((bits[i] != bits[j]).sum())) for i in range(40) for j in range(i + 1, 40)
                 if (bits[i] != bits[j]).sum() <= 20]
-    assert sorted(_hamming_pairs(bits, 20)) == expected
+    assert sorted(near_pairs(bits, 20)) == expected
+
+
+def test_connected_components_are_order_independent():
+    edges = [(4, 1), (1, 6), (2, 3), (7, 7)]
+    roots = connected_components(8, edges)
+    assert roots == [0, 1, 2, 2, 1, 5, 1, 7]
+    assert connected_components(8, reversed(edges)) == roots
 
 
 def test_audit_cli(folder, tmp_path, capsys):

@@ -247,6 +247,36 @@ def test_prepare_cli_errors_and_no_copy(tmp_path, make_image, capsys):
     assert len(splits.train) + len(splits.test) == 24
 
 
+def test_prepare_cli_leaves_folder_images_in_place_by_default(tmp_path, make_image, capsys):
+    src = make_busi(tmp_path / "src", make_image)
+    before = sorted(p for p in src.rglob("*"))
+    assert main(["prepare", "busi", str(src), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    assert f"images: left in place in {src.resolve()}" in printed
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "manifest.csv", "summary.json", "summary.md"]
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["images"] == "in place"
+    assert "left in the source folder" in (tmp_path / "o" / "summary.md").read_text()
+    rows = read_manifest(tmp_path / "o")
+    assert all((tmp_path / "o" / r.path).resolve().is_relative_to(src.resolve()) for r in rows)
+    assert sorted(p for p in src.rglob("*")) == before  # nothing written into the source
+    # --copy makes a self-contained folder (and replaces the in-place preparation)
+    assert main(["prepare", "busi", str(src), "--out", str(tmp_path / "o"), "--copy"]) == 0
+    assert f"images: copied to {tmp_path / 'o' / 'images'}" in capsys.readouterr().out
+    assert all(r.path.startswith("images/") for r in read_manifest(tmp_path / "o"))
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["images"] == "copied"
+    with pytest.raises(SystemExit):
+        main(["prepare", "busi", str(src), "--out", str(tmp_path / "x"), "--copy", "--no-copy"])
+
+
+def test_in_place_paths_are_relative_unless_only_the_root_is_shared(tmp_path):
+    from qhead.data.prepare import _path_from
+
+    image = tmp_path / "src" / "a b.png"
+    assert _path_from(tmp_path / "out" / "deep", image) == "../../src/a b.png"
+    assert _path_from(Path("/nonexistent-out"), Path("/elsewhere/x.png")) == "/elsewhere/x.png"
+
+
 @pytest.mark.skipif(not SHARED_BUSI.is_dir(), reason="shared BUSI copy not present")
 def test_real_busi_prepares_to_paper_counts(tmp_path):
     prep = prepare("busi", SHARED_BUSI)

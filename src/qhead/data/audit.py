@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import imagehash
 import numpy as np
 
 from qhead.data.datasets import (
@@ -30,12 +29,19 @@ from qhead.data.datasets import (
     read_csv_records,
     scan_imagefolder,
 )
+from qhead.data.duplicates import (
+    DEFAULT_HASH_SIZE,
+    DEFAULT_THRESHOLD,
+    connected_components,
+    near_pairs,
+    perceptual_hash,
+)
 from qhead.data.loading import decode_image, pixel_sha256
 from qhead.data.manifest import MANIFEST_NAME
 from qhead.errors import DataError
 
-DEFAULT_THRESHOLD = 8
-DEFAULT_HASH_SIZE = 8
+__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_THRESHOLD", "audit", "audit_records",
+           "collect_records", "report_json", "report_markdown"]
 
 
 @dataclass
@@ -88,24 +94,6 @@ def collect_records(target: str | Path, dataset: str | None = None) -> tuple[lis
             for c in preparer.scan(path)], path
 
 
-def _hamming_pairs(bits: np.ndarray, threshold: int) -> list[tuple[int, int, int]]:
-    """Pairs ``(i, j, d)``, i < j, of rows of ``bits`` (bool [N, K]) at distance d <= threshold."""
-    packed = np.packbits(bits, axis=1)  # [N, K/8] uint8
-    table = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
-    out: list[tuple[int, int, int]] = []
-    n = len(packed)
-    chunk = max(1, 2**22 // max(1, n * packed.shape[1]))
-    for start in range(0, n, chunk):
-        block = packed[start:start + chunk]
-        dist = table[block[:, None, :] ^ packed[None, :, :]].sum(axis=2, dtype=np.int32)
-        rows, cols = np.nonzero(dist <= threshold)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            i = start + r
-            if i < c:
-                out.append((i, c, int(dist[r, c])))
-    return out
-
-
 def audit_records(
     records: list[Record],
     *,
@@ -132,14 +120,16 @@ def audit_records(
     for rec in records:
         name = rec.path
         if base is not None:
-            with contextlib.suppress(ValueError):  # outside base: keep the full path
+            # outside base (a manifest pointing at its source in place): the resolved path
+            name = Path(rec.path).resolve().as_posix()
+            with contextlib.suppress(ValueError):
                 name = Path(rec.path).resolve().relative_to(base.resolve()).as_posix()
         try:
             img = decode_image(rec.path, name=name, crop_bottom=rec.crop_bottom)
         except DataError as error:
             unreadable.append(str(error))
             continue
-        phash = imagehash.phash(img, hash_size=hash_size).hash.reshape(-1)
+        phash = perceptual_hash(img, hash_size)
         entries.append(_Entry(name, rec.label, rec.split or "", pixel_sha256(img), phash))
 
     def describe(idx: list[int]) -> list[dict[str, str]]:
@@ -158,7 +148,7 @@ def audit_records(
 
     near = []
     bits = np.stack([e.phash for e in entries]) if entries else np.zeros((0, hash_size**2), bool)
-    for i, j, d in _hamming_pairs(bits, threshold):
+    for i, j, d in near_pairs(bits, threshold):
         if entries[i].name > entries[j].name:
             i, j = j, i
         a, b = entries[i], entries[j]
@@ -169,20 +159,12 @@ def audit_records(
     near.sort(key=lambda p: (p["distance"], p["a"]["path"], p["b"]["path"]))
 
     # near-duplicate clusters (connected components of the pair graph)
-    parent = list(range(len(entries)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
     index = {e.name: k for k, e in enumerate(entries)}
-    for p in near:
-        parent[find(index[p["a"]["path"]])] = find(index[p["b"]["path"]])
+    roots = connected_components(
+        len(entries), ((index[p["a"]["path"]], index[p["b"]["path"]]) for p in near))
     sizes: dict[int, int] = defaultdict(int)
-    for k in range(len(entries)):
-        sizes[find(k)] += 1
+    for root in roots:
+        sizes[root] += 1
     clusters = [s for s in sizes.values() if s > 1]
 
     leaks: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,8 @@ from typing import Optional
 from qhead.errors import ConfigError
 
 NORMALIZATIONS: tuple[str, ...] = ("imagenet", "none")
+SPLIT_PROTOCOLS: tuple[str, ...] = ("paper", "grouped")
+"""``data.split`` values: the paper's split, or near-duplicate clusters kept together."""
 
 
 def _default_workers() -> int:
@@ -49,6 +51,11 @@ class DataConfig:
             ones of a seeded shuffle); ``None`` keeps all. For quick tests and demos.
         verify_sha256: check each file against the sha256 recorded in a manifest
             when it is read (a changed file raises :class:`~qhead.errors.DataError`).
+        split: the split protocol of a paper dataset: ``paper`` (the paper's protocol,
+            the default) or ``grouped`` (clusters of exact and near-duplicate images kept
+            inside one split, cross-class clusters dropped; for the datasets the paper
+            splits at random: ``busi``, ``croatian-fish``). A prepared ``root`` must have
+            been prepared with the same protocol (``qhead prepare --split``).
     """
 
     name: str = "digits"
@@ -63,6 +70,7 @@ class DataConfig:
     num_workers: int = _default_workers()
     max_per_class: Optional[int] = None  # noqa: UP045
     verify_sha256: bool = True
+    split: str = "paper"
 
     def __post_init__(self) -> None:
         # Imported here: the registry module imports this one.
@@ -92,5 +100,18 @@ class DataConfig:
             raise ConfigError(
                 f"data.max_per_class={self.max_per_class!r} must be None or an integer >= 1"
             )
+        if self.split not in SPLIT_PROTOCOLS:
+            raise ConfigError(
+                f"data.split={self.split!r}; allowed: {', '.join(SPLIT_PROTOCOLS)}"
+            )
+        if self.split == "grouped":
+            from qhead.data.prepare import PREPARERS, supports_grouped
+
+            if not supports_grouped(self.name):
+                allowed = [n for n in PREPARERS.names() if supports_grouped(n)]
+                raise ConfigError(
+                    f"data.split='grouped' is a protocol of the paper datasets split at random "
+                    f"({', '.join(allowed)}), not of data.name={self.name!r}"
+                )
         if not isinstance(self.split_seed, int):
             raise ConfigError(f"data.split_seed={self.split_seed!r} must be an integer")

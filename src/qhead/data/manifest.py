@@ -11,7 +11,9 @@ sorted by path::
 * ``split``: ``train`` or ``test``;
 * ``sha256``: hex sha256 of the file's bytes (checked when the file is read);
 * ``crop_bottom``: pixel rows cut off the bottom of the stored image at load time
-  (20 for FGVC-Aircraft's copyright banner, else 0).
+  (20 for FGVC-Aircraft's copyright banner, else 0);
+* ``cluster`` (only in manifests of the ``grouped`` split protocol): the id of the image's
+  near-duplicate cluster (``c001`` …); every member of a cluster is in the same split.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from qhead.errors import DataError
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = ("path", "label", "split", "sha256", "crop_bottom")
+CLUSTER_COLUMN = "cluster"
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -37,15 +40,19 @@ class ManifestRow:
     split: str
     sha256: str
     crop_bottom: int = 0
+    cluster: str = ""
 
 
 def manifest_text(rows: list[ManifestRow]) -> str:
-    """The manifest's exact text (rows sorted by path, so re-runs are byte-identical)."""
+    """The manifest's exact text (rows sorted by path, so re-runs are byte-identical);
+    the ``cluster`` column is written when a row has a cluster id."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
+    clusters = any(row.cluster for row in rows)
+    writer.writerow((*MANIFEST_COLUMNS, CLUSTER_COLUMN) if clusters else MANIFEST_COLUMNS)
     for row in sorted(rows, key=lambda r: r.path):
-        writer.writerow([row.path, row.label, row.split, row.sha256, row.crop_bottom])
+        fields = [row.path, row.label, row.split, row.sha256, row.crop_bottom]
+        writer.writerow([*fields, row.cluster] if clusters else fields)
     return out.getvalue()
 
 
@@ -106,7 +113,7 @@ def read_manifest(location: str | Path) -> list[ManifestRow]:
             raise DataError(f"{where}: crop_bottom {crop!r} must be an integer >= 0") from None
         rows.append(
             ManifestRow(record["path"], record["label"], record["split"],
-                        record["sha256"], crop_bottom)
+                        record["sha256"], crop_bottom, record.get(CLUSTER_COLUMN) or "")
         )
     if not rows:
         raise DataError(f"manifest {path} has no rows")

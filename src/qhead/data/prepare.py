@@ -6,9 +6,10 @@ decodes every image once (corrupt files are errors, or dropped with ``skip_bad``
 hashes the decoded pixels to find exact duplicates, applies the dataset's protocol, and
 returns a :class:`Prepared` split. :func:`write_prepared` turns it into a folder::
 
-    OUT/images/<path as in the source>    byte-identical copies of the kept images
-    OUT/manifest.csv                      path,label,split,sha256,crop_bottom
+    OUT/manifest.csv                      path,label,split,sha256,crop_bottom[,cluster]
     OUT/summary.json, OUT/summary.md      counts per class and split, drops, seed
+    OUT/images/<path as in the source>    byte-identical copies of the kept images, when
+                                          copied (else the manifest points at the source)
 
 Everything written depends only on the source and the seed (sorted listings, seeded
 numpy generator, no timestamps), so re-running gives byte-identical files.
@@ -28,6 +29,15 @@ Protocols:
   cut off at load time (the files stay byte-identical to the publisher's).
 * ``apples-or-tomatoes``: ``train/{apples,tomatoes}``, ``test/{apples,tomatoes}`` as given
   (294/97).
+
+Split protocols (``split=``, ``data.split``, ``qhead prepare --split``): ``paper`` (the
+above, the default) or, for the datasets the paper splits at random (BUSI, Croatian Fish),
+``grouped``: the same exclusions, then clusters of exact and near-duplicate images
+(``imagehash.phash``, 64 bits, Hamming distance <= 8: :mod:`qhead.data.duplicates`) are
+formed; a cluster holding two classes (the same scan with two labels) is dropped whole and
+listed; the others are split whole, stratified by class (same test size rule, seeded),
+with each image's cluster id in the manifest's ``cluster`` column. Then no test image
+has a near-duplicate in train at that threshold (``qhead audit`` shows 0 leaked images).
 """
 
 from __future__ import annotations
@@ -42,6 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from qhead.data.config import SPLIT_PROTOCOLS
 from qhead.data.datasets import (
     DATASETS,
     Record,
@@ -51,15 +64,29 @@ from qhead.data.datasets import (
     scan_class_folders,
     splits_from_records,
 )
+from qhead.data.duplicates import (
+    DEFAULT_HASH_SIZE,
+    DEFAULT_THRESHOLD,
+    connected_components,
+    near_pairs,
+    perceptual_hash,
+)
 from qhead.data.loading import decode_image, is_image_file, pixel_sha256
 from qhead.data.manifest import MANIFEST_NAME, ManifestRow, manifest_text
-from qhead.data.splits import stratified_split
-from qhead.errors import DataError
+from qhead.data.splits import grouped_stratified_split, stratified_split
+from qhead.errors import ConfigError, DataError
 from qhead.registry import Registry
 
 IMAGES_DIR = "images"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+
+IMAGE_STORAGE = {"copied": f"copied into `{IMAGES_DIR}/`",
+                 "in place": "left in the source folder (manifest paths point there)"}
+
+GROUPED_HASH = f"imagehash.phash, {DEFAULT_HASH_SIZE ** 2} bits (hash_size {DEFAULT_HASH_SIZE})"
+GROUPED_THRESHOLD = DEFAULT_THRESHOLD
+"""The ``grouped`` protocol's near-duplicate rule: Hamming distance <= 8 of 64 bits."""
 
 
 @dataclass
@@ -83,6 +110,7 @@ class Item:
     sha256: str
     pixels: str
     crop_bottom: int = 0
+    cluster: str = ""
 
 
 @dataclass
@@ -98,6 +126,9 @@ class Prepared:
         duplicates: exact-duplicate groups (identical decoded pixels) with the action taken.
         protocol: one-line description of the protocol applied.
         expected: the paper's counts, for the ``matches_paper`` check.
+        split: the split protocol, ``paper`` or ``grouped``.
+        grouping: for ``grouped``: the rule, cluster counts and the cross-class clusters
+            dropped (empty for ``paper``).
     """
 
     dataset: str
@@ -108,6 +139,8 @@ class Prepared:
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     protocol: str = ""
     expected: dict[str, int] = field(default_factory=dict)
+    split: str = "paper"
+    grouping: dict[str, Any] = field(default_factory=dict)
 
     @property
     def classes(self) -> list[str]:
@@ -153,8 +186,16 @@ class Preparer:
     def scan(self, source: Path) -> list[Candidate]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def test_size(self, n: int) -> int | None:
+        """Test-split size for ``n`` kept images; ``None`` when the publisher gives the split."""
+        return None
+
     def assign(self, items: list[Item], seed: int) -> None:
-        """Fills ``item.split`` in place (default: keep the given split)."""
+        """Fills ``item.split`` in place: stratified with :meth:`test_size` test images, or
+        (``test_size`` ``None``) the split the publisher gives, kept."""
+        n_test = self.test_size(len(items))
+        if n_test is not None:
+            _stratified(items, seed, n_test=n_test)
 
 
 PREPARERS: Registry[Preparer] = Registry("preparer")
@@ -224,8 +265,8 @@ class BusiPreparer(Preparer):
                     out.append(Candidate(p, _rel(p, source), label))
         return out
 
-    def assign(self, items: list[Item], seed: int) -> None:
-        _stratified(items, seed, n_test=int(len(items) * 158 / 778 + 0.5))
+    def test_size(self, n: int) -> int:
+        return int(n * 158 / 778 + 0.5)
 
 
 # ---------------------------------------------------------------- Croatian fish
@@ -252,8 +293,8 @@ class CroatianFishPreparer(Preparer):
         return [Candidate(Path(r.path), _rel(Path(r.path), source), r.label)
                 for r in scan_class_folders(root)]
 
-    def assign(self, items: list[Item], seed: int) -> None:
-        _stratified(items, seed, n_test=int(0.2 * len(items) + 0.5))
+    def test_size(self, n: int) -> int:
+        return int(0.2 * n + 0.5)
 
 
 # ---------------------------------------------------------------- FGVC-Aircraft 737
@@ -363,7 +404,13 @@ for _cls in (BusiPreparer, CroatianFishPreparer, Aircraft737Preparer, ApplesOrTo
 # ---------------------------------------------------------------- the common flow
 
 
-def prepare(name: str, source: str | Path, *, seed: int = 0, skip_bad: bool = False) -> Prepared:
+def supports_grouped(name: str) -> bool:
+    """Whether paper dataset ``name`` has a random split that ``grouped`` can replace."""
+    return name in PREPARERS and PREPARERS.get(name).test_size(100) is not None
+
+
+def prepare(name: str, source: str | Path, *, seed: int = 0, skip_bad: bool = False,
+            split: str = "paper") -> Prepared:
     """Applies the protocol of paper dataset ``name`` to the folder ``source``.
 
     Args:
@@ -372,18 +419,30 @@ def prepare(name: str, source: str | Path, *, seed: int = 0, skip_bad: bool = Fa
             :func:`qhead.data.archive.source_folder`).
         seed: split seed (for the datasets split at random).
         skip_bad: drop unreadable images (recorded in ``dropped``) instead of raising.
+        split: ``paper`` (the paper's protocol) or ``grouped`` (near-duplicate clusters
+            kept inside one split, cross-class clusters dropped; see the module doc).
 
     Raises:
         UnknownNameError: for an unknown ``name``.
+        ConfigError: for an unknown ``split``, or ``grouped`` on a dataset whose split is
+            given by its publisher.
         DataError: for a wrong layout or (without ``skip_bad``) an unreadable image.
     """
     preparer = PREPARERS.get(name)
+    if split not in SPLIT_PROTOCOLS:
+        raise ConfigError(f"split={split!r}; allowed: {', '.join(SPLIT_PROTOCOLS)}")
+    grouped = split == "grouped"
+    if grouped and not supports_grouped(name):
+        raise ConfigError(f"split='grouped' needs a dataset that the paper splits at random "
+                          f"({', '.join(n for n in PREPARERS.names() if supports_grouped(n))});"
+                          f" {name}'s split is given by its publisher")
     source = Path(source)
     if not source.is_dir():
         raise DataError(f"source {source} is not a folder")
     candidates = sorted(preparer.scan(source), key=lambda c: c.rel)
     dropped: list[dict[str, str]] = []
     items: list[Item] = []
+    phashes: dict[str, Any] = {}
     for cand in candidates:
         try:
             data = cand.path.read_bytes()
@@ -403,6 +462,8 @@ def prepare(name: str, source: str | Path, *, seed: int = 0, skip_bad: bool = Fa
         items.append(Item(cand.path, cand.rel, cand.label, cand.split or "",
                           hashlib.sha256(data).hexdigest(), pixel_sha256(img),
                           preparer.crop_bottom))
+        if grouped:
+            phashes[cand.rel] = perceptual_hash(img)
     groups: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         groups[item.pixels].append(item)
@@ -421,11 +482,81 @@ def prepare(name: str, source: str | Path, *, seed: int = 0, skip_bad: bool = Fa
                 dropped.append({"path": item.rel, "reason": "identical decoded pixels in "
                                 f"another class: {others}"})
     items = [i for i in items if i.rel not in drop]
+    grouping: dict[str, Any] = {}
+    protocol = preparer.protocol
+    if grouped:
+        items, grouping = _grouped_split(items, phashes, seed, preparer, dropped)
+        protocol += (f"; split 'grouped': clusters of exact and near-duplicate images "
+                     f"({GROUPED_HASH}, Hamming distance <= {GROUPED_THRESHOLD}) kept in one "
+                     "split, clusters holding two classes dropped, clusters stratified by class")
     if not items:
         raise DataError(f"no images left in {source} after preparation")
-    preparer.assign(items, seed)
+    if not grouped:
+        preparer.assign(items, seed)
     return Prepared(name, source, seed, items, sorted(dropped, key=lambda d: d["path"]),
-                    duplicates, preparer.protocol, dict(preparer.expected))
+                    duplicates, protocol, dict(preparer.expected), split, grouping)
+
+
+def _grouped_split(items: list[Item], phashes: dict[str, Any], seed: int, preparer: Preparer,
+                   dropped: list[dict[str, str]]) -> tuple[list[Item], dict[str, Any]]:
+    """Clusters ``items`` (sorted by rel), drops cross-class clusters (appending to
+    ``dropped``), splits the rest cluster-wise; returns the kept items and the grouping
+    facts for the summary."""
+    bits = np.stack([phashes[i.rel] for i in items]) if items else np.zeros((0, 64), bool)
+    pairs = near_pairs(bits, GROUPED_THRESHOLD)
+    by_pixels: dict[str, list[int]] = defaultdict(list)
+    for k, item in enumerate(items):
+        by_pixels[item.pixels].append(k)
+    exact = [(g[0], k) for g in by_pixels.values() for k in g[1:]]
+    roots = connected_components(len(items), [(i, j) for i, j, _ in pairs] + exact)
+    # ids by the cluster's first path: independent of the seed, stable across re-runs
+    number = {root: n for n, root in enumerate(sorted(set(roots)), start=1)}
+    width = len(str(len(number)))
+    members: dict[int, list[int]] = defaultdict(list)
+    for k, root in enumerate(roots):
+        items[k].cluster = f"c{number[root]:0{width}d}"
+        members[root].append(k)
+    cross = []
+    drop: set[int] = set()
+    for root in sorted(members):
+        idx = members[root]
+        labels = sorted({items[k].label for k in idx})
+        if len(labels) < 2:
+            continue
+        inside = set(idx)
+        cluster = items[idx[0]].cluster
+        cross.append({
+            "cluster": cluster,
+            "images": [{"path": items[k].rel, "label": items[k].label} for k in idx],
+            "pairs": [{"a": items[i].rel, "b": items[j].rel, "distance": d}
+                      for i, j, d in pairs if i in inside and j in inside],
+        })
+        for k in idx:
+            drop.add(k)
+            others = ", ".join(f"{items[o].rel} ({items[o].label})" for o in idx if o != k)
+            dropped.append({"path": items[k].rel, "reason": (
+                f"grouped split: near-duplicate cluster {cluster} holds {' and '.join(labels)}"
+                f" (same scan, two labels): {others}")})
+    kept = [item for k, item in enumerate(items) if k not in drop]
+    n_test = preparer.test_size(len(kept))
+    assert n_test is not None  # supports_grouped was checked by the caller
+    splits = grouped_stratified_split([i.rel for i in kept], [i.label for i in kept],
+                                      [i.cluster for i in kept], seed=seed, n_test=n_test)
+    for item, part in zip(kept, splits, strict=True):
+        item.split = part
+    sizes = Counter(i.cluster for i in kept)
+    grouping = {
+        "hash": GROUPED_HASH,
+        "threshold": GROUPED_THRESHOLD,
+        "clusters": len(sizes),
+        "multi_image_clusters": sum(n > 1 for n in sizes.values()),
+        "images_in_multi_image_clusters": sum(n for n in sizes.values() if n > 1),
+        "largest_cluster": max(sizes.values(), default=0),
+        "target_test_size": n_test,
+        "cross_class_clusters": cross,
+        "dropped_cross_class_images": len(drop),
+    }
+    return kept, grouping
 
 
 def summary_dict(prepared: Prepared, source_label: str | None = None) -> dict[str, Any]:
@@ -433,6 +564,7 @@ def summary_dict(prepared: Prepared, source_label: str | None = None) -> dict[st
     return {
         "dataset": prepared.dataset,
         "source": source_label or str(prepared.source),
+        "split": prepared.split,
         "protocol": prepared.protocol,
         "seed": prepared.seed,
         "classes": prepared.classes,
@@ -443,6 +575,7 @@ def summary_dict(prepared: Prepared, source_label: str | None = None) -> dict[st
         "crop_bottom": PREPARERS.get(prepared.dataset).crop_bottom,
         "dropped": prepared.dropped,
         "exact_duplicates": prepared.duplicates,
+        **({"grouping": prepared.grouping} if prepared.grouping else {}),
         "manifest": MANIFEST_NAME,
     }
 
@@ -454,6 +587,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"# {summary['dataset']}: prepared split",
         "",
         f"- source: `{summary['source']}`",
+        f"- split protocol: {summary.get('split', 'paper')}",
+        f"- images: {IMAGE_STORAGE.get(summary.get('images', ''), 'see manifest.csv')}",
         f"- protocol: {summary['protocol']}",
         f"- seed: {summary['seed']}",
         f"- paper counts: {summary['paper']}; observed: {summary['observed']}; "
@@ -478,7 +613,31 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- {members}: {group['action']}")
     if not summary["exact_duplicates"]:
         lines.append("none")
+    grouping = summary.get("grouping")
+    if grouping:
+        lines += ["", "## Grouped split", "",
+                  f"- near-duplicate rule: {grouping['hash']}, Hamming distance <= "
+                  f"{grouping['threshold']}; exact duplicates (decoded pixels) join too",
+                  f"- clusters: {grouping['clusters']} ({grouping['multi_image_clusters']} "
+                  f"with more than one image, holding "
+                  f"{grouping['images_in_multi_image_clusters']} images; largest "
+                  f"{grouping['largest_cluster']}); each kept whole in one split",
+                  f"- target test size {grouping['target_test_size']}",
+                  f"- cross-class clusters dropped: {len(grouping['cross_class_clusters'])} "
+                  f"({grouping['dropped_cross_class_images']} images)", ""]
+        for cluster in grouping["cross_class_clusters"]:
+            members = ", ".join(f"`{m['path']}` ({m['label']})" for m in cluster["images"])
+            lines.append(f"- {cluster['cluster']}: {members}")
     return "\n".join(lines) + "\n"
+
+
+def _path_from(out: Path, image: Path) -> str:
+    """How ``out``'s manifest names an image left in place: relative to ``out`` (so both
+    can move together) when they share a folder below the filesystem root, else absolute."""
+    image, out = image.resolve(), out.resolve()
+    if Path(os.path.commonpath([image, out])) == Path(image.anchor):
+        return image.as_posix()
+    return Path(os.path.relpath(image, out)).as_posix()
 
 
 def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | None = None,
@@ -491,8 +650,10 @@ def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | N
             hold an earlier preparation (its ``images/`` is replaced).
         source_label: how to name the source in the summary (e.g. the archive's path).
         copy_images: copy the kept images into ``out/images`` (needed when the source
-            is a temporary extraction); otherwise the manifest's paths point to the
-            source files, relative to ``out``.
+            is a temporary extraction); otherwise nothing is copied and the manifest's
+            paths point to the source files in place: relative to ``out`` when both
+            lie under a common folder below the filesystem root, else absolute.
+            ``summary.json`` records which (``"images": "copied"`` or ``"in place"``).
 
     Returns:
         the path of ``manifest.csv``.
@@ -520,12 +681,14 @@ def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | N
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item.path, target)
             rel = f"{IMAGES_DIR}/{item.rel}"
-        else:  # relative to the output folder, so both can move together
-            rel = Path(os.path.relpath(Path(item.path).resolve(), out.resolve())).as_posix()
-        rows.append(ManifestRow(rel, item.label, item.split, item.sha256, item.crop_bottom))
+        else:
+            rel = _path_from(out, Path(item.path))
+        rows.append(ManifestRow(rel, item.label, item.split, item.sha256, item.crop_bottom,
+                                item.cluster))
     manifest = out / MANIFEST_NAME
     manifest.write_bytes(manifest_text(rows).encode("utf-8"))
     summary = summary_dict(prepared, source_label)
+    summary["images"] = "copied" if copy_images else "in place"
     (out / SUMMARY_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
                                     encoding="utf-8")
     (out / SUMMARY_MD).write_text(summary_markdown(summary), encoding="utf-8")
@@ -539,18 +702,29 @@ def _paper_dataset(name: str):
     def build(cfg) -> Any:
         root = _require_root(cfg)
         if is_prepared(root):
-            summary = (root if root.is_dir() else root.parent) / SUMMARY_JSON
-            if summary.is_file():
-                recorded = json.loads(summary.read_text(encoding="utf-8")).get("dataset")
-                if recorded and recorded != name:
-                    raise DataError(f"{root} was prepared as {recorded!r}, not {name!r}")
+            summary_file = (root if root.is_dir() else root.parent) / SUMMARY_JSON
+            summary = (json.loads(summary_file.read_text(encoding="utf-8"))
+                       if summary_file.is_file() else {})
+            recorded = summary.get("dataset")
+            if recorded and recorded != name:
+                raise DataError(f"{root} was prepared as {recorded!r}, not {name!r}")
+            # preparations written before split protocols existed used the paper's
+            recorded_split = summary.get("split", "paper")
+            if summary and recorded_split != cfg.split:
+                raise DataError(
+                    f"{root} was prepared with split protocol {recorded_split!r}, but "
+                    f"data.split={cfg.split!r}; set data.split={recorded_split} or prepare "
+                    f"with `qhead prepare {name} SOURCE --split {cfg.split}`")
             return splits_from_records(manifest_records(root), cfg,
-                                       info={"source": "manifest", "dataset": name})
-        prepared = prepare(name, root, seed=cfg.split_seed, skip_bad=cfg.skip_bad)
+                                       info={"source": "manifest", "dataset": name,
+                                             "split": recorded_split})
+        prepared = prepare(name, root, seed=cfg.split_seed, skip_bad=cfg.skip_bad,
+                           split=cfg.split)
         splits = splits_from_records(
             prepared.records(), cfg,
             info={"source": "raw (prepared in memory)", "seed": cfg.split_seed,
-                  "dropped": prepared.dropped, "matches_paper": prepared.matches_paper},
+                  "split": cfg.split, "dropped": prepared.dropped,
+                  "matches_paper": prepared.matches_paper},
         )
         splits.skipped = [d["reason"] for d in prepared.dropped
                           if d["reason"].startswith(("unreadable", "cannot read"))

@@ -15,6 +15,12 @@ How the sizes are computed:
 3. within each class, the items are sorted by key, shuffled with
    ``numpy.random.default_rng(seed)`` (classes visited in sorted order, one generator),
    and the first ``t_c`` go to the test split.
+
+:func:`grouped_stratified_split` does the same with whole groups (clusters of
+near-duplicate images): step 1–2 fix ``t_c`` in images; within each class the groups,
+sorted by id, are shuffled and taken first-fit (a group goes to test if it fits in the
+slots left), so no group is ever split and ``t_c`` is met exactly whenever the class has
+enough small groups left to fill the last slots (singletons, in practice).
 """
 
 from __future__ import annotations
@@ -91,6 +97,59 @@ def stratified_split(
         order = rng.permutation(len(members))
         test_keys.update(members[i] for i in order[: counts[label]])
     return ["test" if k in test_keys else "train" for k in keys]
+
+
+def grouped_stratified_split(
+    keys: Sequence[str],
+    labels: Sequence[str],
+    groups: Sequence[str],
+    *,
+    seed: int,
+    n_test: int,
+) -> list[str]:
+    """Assigns ``"train"`` or ``"test"`` to each item, whole groups at a time, by label.
+
+    Args:
+        keys: unique item identifiers; they fix the order of the result.
+        labels: class name of each item.
+        groups: group id of each item; every member of a group must have the same label.
+        seed: the split seed.
+        n_test: total test size in items (shared over classes as in
+            :func:`stratified_split`); a class gets fewer than its share only if no
+            remaining group fits the last slots.
+
+    Returns:
+        the split of each item, in the order of ``keys``; members of a group share it.
+
+    Raises:
+        ValueError: for mismatched lengths, repeated keys, or a group with two labels.
+    """
+    if not len(keys) == len(labels) == len(groups):
+        raise ValueError("keys, labels and groups must have the same length")
+    if len(set(keys)) != len(keys):
+        raise ValueError("split keys must be unique")
+    label_of: dict[str, str] = {}
+    size: dict[str, int] = defaultdict(int)
+    for label, group in zip(labels, groups, strict=True):
+        if label_of.setdefault(group, label) != label:
+            raise ValueError(f"group {group!r} holds two labels ({label_of[group]!r}, {label!r})")
+        size[group] += 1
+    class_sizes: dict[str, int] = defaultdict(int)
+    for label in labels:
+        class_sizes[label] += 1
+    counts = allocate_test_counts(dict(class_sizes), n_test)
+    rng = np.random.default_rng(seed)
+    test_groups: set[str] = set()
+    for label in sorted(class_sizes):
+        members = sorted(g for g, lab in label_of.items() if lab == label)
+        left = counts[label]
+        for i in rng.permutation(len(members)):
+            if left == 0:
+                break
+            if size[members[i]] <= left:
+                test_groups.add(members[i])
+                left -= size[members[i]]
+    return ["test" if g in test_groups else "train" for g in groups]
 
 
 def limit_per_class(labels: Sequence[int], limit: int | None, seed: int) -> list[int]:
