@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "reproduce",
     "report",
     "shots",
+    "resources",
 )
 
 
