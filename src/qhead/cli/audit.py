@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        markdown = report_markdown(report, max_items=args.max_items,
+                                   more_hint=f"all of them in {out / 'audit.json'}")
         (out / "audit.md").write_text(markdown, encoding="utf-8")
         (out / "audit.json").write_text(report_json(report), encoding="utf-8")
     print(report_json(report) if args.format == "json" else markdown, end="")

@@ -47,8 +47,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return parser
 
 
+def format_confusion(matrix: list[list[int]], classes: list[str]) -> str:
+    """The confusion matrix as text: one row per true class, one column per predicted."""
+    corner = "true \\ predicted"
+    names = [str(c) for c in classes]
+    first = max(len(corner), *(len(c) for c in names))
+    width = max(3, *(len(c) for c in names), *(len(str(v)) for row in matrix for v in row))
+    lines = [f"{corner:<{first}}  " + "  ".join(f"{c:>{width}}" for c in names)]
+    for name, row in zip(names, matrix, strict=True):
+        lines.append(f"{name:<{first}}  " + "  ".join(f"{v:>{width}d}" for v in row))
+    return "\n".join(lines)
+
+
 def format_result(result: dict) -> str:
-    """The per-class table and the headline metrics, as printed by ``qhead evaluate``."""
+    """The per-class table, the confusion matrix and the headline metrics, as printed by
+    ``qhead evaluate``."""
     lines = []
     width = max(8, *(len(c) for c in result["classes"]))
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
@@ -57,6 +70,8 @@ def format_result(result: dict) -> str:
             f"{name:<{width}}  {scores['precision']:9.4f}  {scores['recall']:6.4f}  "
             f"{scores['f1']:5.4f}  {scores['support']:7d}"
         )
+    lines.append("")
+    lines.append(format_confusion(result["confusion_matrix"], result["classes"]))
     shots = "exact" if result["shots"] is None else f"{result['shots']} shots"
     if result.get("backend") not in (None, "torch"):
         shots += f", backend {result['backend']}"

@@ -5,6 +5,7 @@ Examples::
     qhead train --preset resnet18_q/busi data.root=../shared/data/busi epochs=5 image_size=64
     qhead train -c configs/digits_quantum.yaml --out runs/dq model.head_options.layers=2
     qhead train --out runs/dq --resume                 # continue an interrupted run
+    qhead train --out runs/dq --resume epochs=30       # train a finished run for longer
     torchrun --nproc_per_node 2 -m qhead train -c configs/digits_quantum.yaml
 """
 
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--preset", help="paper preset, e.g. resnet18_q/busi (qhead list)")
     parser.add_argument("--out", help="run directory (default runs/<dataset>-<backbone>-…)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from <out>/last.pt if present (start fresh otherwise)")
+                        help="continue from <out>/last.pt if present (start fresh otherwise); "
+                             "without -c/--preset the run's own config.yaml is the base, "
+                             "overrides such as epochs=N apply on top")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic algorithms (bit-exact resume and reruns)")
@@ -51,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     """The :class:`~qhead.engine.TrainConfig` the arguments describe.
 
-    ``--resume --out DIR`` alone (no -c, --preset or overrides) reuses ``DIR/config.yaml``.
+    ``--resume`` without ``-c``/``--preset`` starts from the run's own ``config.yaml``
+    (in ``--out DIR``, or ``out=DIR``) and applies the overrides on top, e.g.
+    ``--resume epochs=8`` to train a finished run for longer; the trainer refuses an
+    override that changes the model or the data (see
+    :data:`qhead.engine.config.RESUMABLE_KEYS`).
     """
     import yaml
 
@@ -70,13 +77,20 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if args.no_progress:
         flags.append("progress=false")
     base = None
-    if args.resume and not (args.config or args.preset or overrides):
-        if args.out is None:
+    if args.resume and not (args.config or args.preset):
+        out = args.out or _override_value(overrides, "out")
+        if out is None:
             raise ConfigError("--resume needs --out DIR (the run to continue) or the run's config")
-        saved = Path(args.out) / CONFIG_FILE
+        saved = Path(out) / CONFIG_FILE
         if saved.is_file():
             base = yaml.safe_load(saved.read_text())
     return load_config(args.config, args.preset, [*overrides, *flags], base=base)
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    """The value of the last ``key=value`` among the overrides (``None``: not given)."""
+    values = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == key]
+    return values[-1] if values else None
 
 
 def run(args: argparse.Namespace) -> int:

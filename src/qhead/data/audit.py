@@ -224,8 +224,12 @@ def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
-def report_markdown(report: dict[str, Any], *, max_items: int = 20) -> str:
-    """A Markdown rendering of an audit report (lists cut to ``max_items`` entries)."""
+def report_markdown(
+    report: dict[str, Any], *, max_items: int = 20,
+    more_hint: str = "`--format json` or a larger `--max-items` lists them all",
+) -> str:
+    """A Markdown rendering of an audit report (lists cut to ``max_items`` entries;
+    ``more_hint`` says where the rest is, e.g. the JSON file written beside it)."""
     s = report["summary"]
     lines = [
         f"# Data audit: `{report.get('target', '')}`",
@@ -250,7 +254,7 @@ def report_markdown(report: dict[str, Any], *, max_items: int = 20) -> str:
 
     def cut(items: list[Any]) -> tuple[list[Any], str]:
         more = len(items) - max_items
-        return items[:max_items], (f"- … and {more} more (see the JSON report)" if more > 0
+        return items[:max_items], (f"- … and {more} more ({more_hint})" if more > 0
                                    else "")
 
     def fmt(m: dict[str, str]) -> str:

@@ -25,12 +25,15 @@ from qhead.models import ModelConfig, get_preset, preset_dataset
 __all__ = [
     "AMP_MODES",
     "OPTIMIZERS",
+    "RESUMABLE_KEYS",
     "SCHEDULERS",
     "SWITCHES",
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
+    "flatten_dict",
     "load_config",
+    "resume_conflicts",
     "save_config",
 ]
 
@@ -344,6 +347,50 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainConfig:
         ConfigError: naming the bad key or value.
     """
     return load_config(base=dict(data))
+
+
+#: What ``--resume`` may change in a run: how long it trains, where and how it runs, what
+#: it logs, where its data lives. Anything else would change the model, the data or the
+#: optimisation half-way through, so a resume that changes it is refused.
+RESUMABLE_KEYS: tuple[str, ...] = (
+    "epochs", "out", "threads", "progress", "tensorboard", "plots", "eval_every",
+    "eval_batch_size", "device", "compile", "channels_last", "deterministic",
+    "data.root", "data.num_workers", "data.cache", "data.verify_sha256",
+)  # fmt: skip
+
+#: Not compared on resume: ``image_size`` is a shortcut for the two nested sizes (which
+#: are compared) and ``model.num_classes`` is set from the data (whose classes are
+#: checked against the checkpoint's).
+_DERIVED_KEYS: tuple[str, ...] = ("image_size", "model.num_classes")
+
+
+def flatten_dict(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict → ``{"a.b.c": value}`` (lists and empty dicts are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_dict(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def resume_conflicts(saved: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
+    """The keys in which ``cfg`` differs from a run's saved config and that a resume may
+    not change (not in :data:`RESUMABLE_KEYS`), as ``"key: old -> new"``.
+
+    Keys that only one side has (a config written by another qhead version) are not
+    compared.
+    """
+    old = flatten_dict(saved)
+    new = flatten_dict(config_to_dict(cfg))
+    skip = set(RESUMABLE_KEYS) | set(_DERIVED_KEYS)
+    return [
+        f"{key}: {old[key]!r} -> {new[key]!r}"
+        for key in new
+        if key in old and key not in skip and old[key] != new[key]
+    ]
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

@@ -211,6 +211,7 @@ def _expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 
     paths: list[Path] = []
     empty: list[str] = []
+    missing: list[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -219,7 +220,12 @@ def _expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
                 empty.append(str(path))
             paths.extend(found)
         else:
+            if not path.exists():
+                missing.append(str(path))
             paths.append(path)  # missing/bad files are reported per row, not fatal
+    if missing and len(missing) == len(paths):
+        # nothing to predict at all: a mistyped path, not a file that failed among others
+        raise DataError(f"no such file or folder: {', '.join(missing)}")
     if not paths:
         where = f": {', '.join(empty)} hold(s) no image files" if empty else ""
         raise DataError(f"no input images{where}")
@@ -239,8 +245,9 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Predicts the class of image files (folders are searched recursively).
 
-    Unreadable files do not stop the others: their row has ``status="error"`` and the
-    reason, and the reason is printed on stderr.
+    Unreadable (or missing) files do not stop the others: their row has
+    ``status="error"`` and the reason, and the reason is printed on stderr. If no input
+    exists at all, that is an error (:class:`DataError`), not a CSV of error rows.
 
     Args:
         checkpoint: a checkpoint written by ``qhead train``.

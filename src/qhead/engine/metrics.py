@@ -2,13 +2,17 @@
 :mod:`qhead.engine.record`).
 
 F1 is always **macro-averaged** (the unweighted mean of the per-class F1 scores, the
-paper's metric) and named ``macro_f1``.
+paper's metric) and named ``macro_f1``. The mean runs over **every class of the
+dataset** (the model's outputs), also a class with no sample in the evaluated split:
+such a class scores F1 = 0 (and a false positive for it costs precision), so a split
+that lacks a class lowers macro-F1 by at least ``1 / C`` of a perfect score.
+:func:`missing_class_warnings` names such classes; ``qhead train`` prints them.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,8 @@ from qhead.engine.record import (
 __all__ = [
     "METRICS_COLUMNS",
     "classification_metrics",
+    "learning_curves_figure",
+    "missing_class_warnings",
     "plot_confusion",
     "plot_learning_curves",
     "read_metrics",
@@ -48,7 +54,8 @@ def classification_metrics(
     Returns:
         ``{"n", "loss", "accuracy", "macro_f1", "per_class": {name: {"precision",
         "recall", "f1", "support"}}, "confusion_matrix": [[int]] (rows true, columns
-        predicted)}``. Classes absent from both labels and predictions score 0.
+        predicted)}``. ``macro_f1`` is the mean over all C classes: a class absent from
+        ``labels`` scores F1 = 0 (sklearn's ``zero_division=0``), see the module docstring.
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
@@ -83,6 +90,40 @@ def classification_metrics(
         },
         "confusion_matrix": cm.astype(int).tolist(),
     }
+
+
+def missing_class_warnings(
+    labels_by_split: Mapping[str, Sequence[int] | None], classes: Sequence[str]
+) -> list[str]:
+    """One message per split that has no sample of some class (``None``: not known).
+
+    Args:
+        labels_by_split: split name (``"train"``, ``"test"``) → the labels of its samples.
+        classes: the class names, indexed by label.
+
+    Returns:
+        e.g. ``["the test split has no image of class 'c' (classes: a, b, c); macro-F1
+        averages over all 3 classes and scores F1 = 0 for it"]``.
+    """
+    messages = []
+    for split, labels in labels_by_split.items():
+        if labels is None:
+            continue
+        present = set(int(label) for label in labels)
+        absent = [str(name) for i, name in enumerate(classes) if i not in present]
+        if not absent:
+            continue
+        names = ", ".join(repr(name) for name in absent)
+        noun = "class" if len(absent) == 1 else "classes"
+        consequence = (
+            f"macro-F1 averages over all {len(classes)} classes and scores F1 = 0 for "
+            f"{'it' if len(absent) == 1 else 'them'}" if split != "train"
+            else "the model never sees an example of it" if len(absent) == 1
+            else "the model never sees an example of them"
+        )
+        messages.append(f"the {split} split has no image of {noun} {names} (classes: "
+                        f"{', '.join(map(str, classes))}); {consequence}")
+    return messages
 
 
 def write_confusion_csv(
@@ -141,6 +182,17 @@ def plot_learning_curves(
         title: figure title.
     """
     plt = _pyplot()
+    fig = learning_curves_figure(runs, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def learning_curves_figure(runs: dict[str, list[dict[str, str]]], title: str = "") -> Any:
+    """The figure :func:`plot_learning_curves` writes (a matplotlib ``Figure``; the
+    caller closes it). Epoch ticks are whole numbers, also for runs of a few epochs."""
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (label, rows) in enumerate(runs.items()):
         color = f"C{i}"
@@ -160,11 +212,12 @@ def plot_learning_curves(
     ax_score.set_ylabel("test score")
     ax_score.set_ylim(0, 1.02)
     ax_score.legend(fontsize=8)
+    for ax in (ax_loss, ax_score):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def _series(epochs: list[int], rows: list[dict[str, str]], key: str) -> tuple[list, list]:

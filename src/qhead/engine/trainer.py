@@ -29,7 +29,13 @@ from qhead.engine.checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
-from qhead.engine.config import TrainConfig, config_to_dict, save_config
+from qhead.engine.config import (
+    RESUMABLE_KEYS,
+    TrainConfig,
+    config_to_dict,
+    resume_conflicts,
+    save_config,
+)
 from qhead.engine.distributed import (
     DistInfo,
     all_reduce_sum,
@@ -42,6 +48,7 @@ from qhead.engine.distributed import (
 from qhead.engine.loader import make_loader
 from qhead.engine.metrics import (
     classification_metrics,
+    missing_class_warnings,
     plot_learning_curves,
     read_metrics,
     truncate_metrics,
@@ -62,6 +69,11 @@ from qhead.errors import CheckpointError, ConfigError, QheadError
 __all__ = ["build_optimizer", "build_scheduler", "evaluate_model", "train"]
 
 HIGHER_IS_BETTER = {"test_macro_f1": True, "test_acc": True, "test_loss": False}
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def log(message: str, info: DistInfo | None = None) -> None:
@@ -190,9 +202,19 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
     out = cfg.run_dir
     last_path, best_path = out / record.LAST_CHECKPOINT, out / record.BEST_CHECKPOINT
 
+    if cfg.data.root is not None:
+        # absolute, so that the saved config (and evaluate) work from any directory
+        cfg.data.root = str(Path(cfg.data.root).expanduser().resolve())
     checkpoint: dict[str, Any] | None = None
     if resume and last_path.exists():
         checkpoint = read_checkpoint(last_path)
+        conflicts = resume_conflicts(checkpoint["config"], cfg)
+        if conflicts:
+            raise ConfigError(
+                f"cannot resume {out} with another {'; '.join(conflicts)}: that changes the "
+                "model, the data or the optimisation of the run. A resume may change only "
+                f"{', '.join(RESUMABLE_KEYS)}; train another configuration in a new --out"
+            )
     elif resume:
         log(f"resume: no {last_path} yet, starting from epoch 1", info)
     elif last_path.exists():
@@ -217,6 +239,11 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
         )
     if len(splits.train) == 0 or len(splits.test) == 0:  # type: ignore[arg-type]
         raise QheadError(f"dataset {cfg.data.name!r}: the train or test split is empty")
+    for message in missing_class_warnings(
+        {"train": getattr(splits.train, "labels", None),
+         "test": getattr(splits.test, "labels", None)}, classes,
+    ):
+        log(f"warning: {message}", info)
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
@@ -389,7 +416,7 @@ def _train(cfg: TrainConfig, info: DistInfo, resume: bool) -> Path:
                 log(f"warning: could not write {record.CURVES_FILE} ({error})", info)
         log(
             f"done: accuracy {final['accuracy']:.4f}, macro-F1 {final['macro_f1']:.4f} "
-            f"after {final['epochs']} epochs in {seconds:.1f} s; run dir {out}",
+            f"after {plural(final['epochs'], 'epoch')} in {seconds:.1f} s; run dir {out}",
             info,
         )
     barrier(info)
