@@ -12,7 +12,7 @@ from qhead.data.audit import (
     report_json,
     report_markdown,
 )
-from qhead.data.prepare import PAPER_DATASETS
+from qhead.dataspec import spec_names
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "classes and splits, and test images duplicated in train.",
     )
     parser.add_argument("target", help="folder, manifest.csv or CSV to audit")
-    parser.add_argument("--dataset", choices=(*PAPER_DATASETS, "imagefolder"),
+    parser.add_argument("--dataset", choices=(*spec_names(), "imagefolder"),
                         help="how to read a raw folder (default: detected)")
     parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                         help="largest perceptual-hash Hamming distance counted as a "

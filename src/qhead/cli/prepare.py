@@ -8,7 +8,8 @@ from pathlib import Path
 
 from qhead.data.archive import DEFAULT_MAX_BYTES, source_folder
 from qhead.data.config import SPLIT_PROTOCOLS
-from qhead.data.prepare import PAPER_DATASETS, SUMMARY_JSON, prepare, write_prepared
+from qhead.data.prepare import SUMMARY_JSON, prepare, write_prepared
+from qhead.dataspec import spec_names
 from qhead.errors import DataError
 
 
@@ -24,7 +25,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "points at a source folder (relative paths); they are copied into "
                     "OUT/images/ only for an archive or with --copy. See docs/data.md.",
     )
-    parser.add_argument("dataset", choices=PAPER_DATASETS, help="which paper dataset")
+    parser.add_argument("dataset", choices=spec_names(), help="which paper dataset")
     parser.add_argument("source", help="the publisher's folder or archive")
     parser.add_argument("--out", required=True, help="output folder (new, empty, or an "
                                                      "earlier preparation to overwrite)")

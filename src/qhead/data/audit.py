@@ -38,6 +38,7 @@ from qhead.data.duplicates import (
 )
 from qhead.data.loading import decode_image, pixel_sha256
 from qhead.data.manifest import MANIFEST_NAME
+from qhead.dataspec import DATASET_SPECS, spec_names
 from qhead.errors import DataError
 
 __all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_THRESHOLD", "audit", "audit_records",
@@ -61,7 +62,8 @@ def collect_records(target: str | Path, dataset: str | None = None) -> tuple[lis
             paper dataset's raw folder, or an image folder (class sub-folders, optionally
             under ``train/`` + ``test/``).
         dataset: force how a raw folder is read (a paper dataset's name, or
-            ``imagefolder``); by default it is detected.
+            ``imagefolder``); by default it is detected by the datasets' layout markers
+            (:meth:`qhead.dataspec.DatasetSpec.detects`), else read as an image folder.
 
     Raises:
         DataError: if ``target`` does not exist or holds no images.
@@ -79,13 +81,8 @@ def collect_records(target: str | Path, dataset: str | None = None) -> tuple[lis
     if (path / MANIFEST_NAME).is_file() and dataset is None:
         return manifest_records(path), path
     if dataset is None:
-        if (path / "Dataset_BUSI_with_GT").is_dir() or path.name == "Dataset_BUSI_with_GT":
-            dataset = "busi"
-        elif any(path.glob("*data/images_variant_trainval.txt")) or any(
-                path.glob("*/data/images_variant_trainval.txt")):
-            dataset = "aircraft737"
-        else:
-            dataset = "imagefolder"
+        detected = [n for n in spec_names() if DATASET_SPECS.get(n).detects(path)]
+        dataset = detected[0] if detected else "imagefolder"
     if dataset == "imagefolder":
         records, _ = scan_imagefolder(path)
         return records, path

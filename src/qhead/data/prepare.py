@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,12 @@ from qhead.data.duplicates import (
 from qhead.data.loading import decode_image, is_image_file, pixel_sha256
 from qhead.data.manifest import MANIFEST_NAME, ManifestRow, manifest_text
 from qhead.data.splits import grouped_stratified_split, stratified_split
+from qhead.dataspec import DATASET_SPECS, PAPER_DATASETS, DatasetSpec, spec_names
 from qhead.errors import ConfigError, DataError
 from qhead.registry import Registry
+
+__all__ = ["PAPER_DATASETS", "PREPARERS", "Prepared", "Preparer", "crop_bottom_for",
+           "prepare", "summary_dict", "summary_markdown", "write_prepared"]
 
 IMAGES_DIR = "images"
 SUMMARY_JSON = "summary.json"
@@ -175,20 +180,31 @@ class Prepared:
 
 
 class Preparer:
-    """Base class: subclasses say where the images are and which protocol applies."""
+    """Applies a :class:`~qhead.dataspec.DatasetSpec`: reads its layout, knows its protocol.
 
-    name: str = ""
-    protocol: str = ""
-    expected: dict[str, int] = {}  # noqa: RUF012 (read-only class constant)
-    crop_bottom: int = 0
-    drop_cross_class_duplicates: bool = False
+    Args:
+        spec: the dataset's spec (name, classes, layout, protocol, test share …).
+    """
 
-    def scan(self, source: Path) -> list[Candidate]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.protocol = spec.protocol
+        self.expected = dict(spec.expected)
+        self.crop_bottom = spec.crop_bottom
+        self.drop_cross_class_duplicates = spec.drop_cross_class_duplicates
+
+    def scan(self, source: Path) -> list[Candidate]:
+        """The images of ``source`` in the spec's layout, with their labels (and given split).
+
+        Raises:
+            DataError: for a folder that is not in the layout, naming what was expected.
+        """
+        return LAYOUT_READERS[self.spec.layout](source, self.spec)
 
     def test_size(self, n: int) -> int | None:
         """Test-split size for ``n`` kept images; ``None`` when the publisher gives the split."""
-        return None
+        return self.spec.test_size(n)
 
     def assign(self, items: list[Item], seed: int) -> None:
         """Fills ``item.split`` in place: stratified with :meth:`test_size` test images, or
@@ -226,9 +242,10 @@ def _stratified(items: list[Item], seed: int, *, n_test: int) -> None:
         item.split = split
 
 
-# ---------------------------------------------------------------- BUSI
+# ---------------------------------------------------------------- layout readers
+# One per qhead.dataspec.LAYOUTS entry: (source folder, spec) -> candidates.
 
-BUSI_CLASSES: tuple[str, ...] = ("benign", "malignant", "normal")
+BUSI_CLASSES: tuple[str, ...] = tuple(DATASET_SPECS.get("busi").classes or ())
 _MASK = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 
 
@@ -237,69 +254,68 @@ def is_busi_mask(path: Path) -> bool:
     return bool(_MASK.search(path.stem))
 
 
-class BusiPreparer(Preparer):
-    """BUSI: masks out, cross-class duplicates dropped, stratified 620/158."""
+def _read_busi(source: Path, spec: DatasetSpec) -> list[Candidate]:
+    """``Dataset_BUSI_with_GT/<class>/*.png``, masks left out."""
+    classes = spec.classes or ()
 
-    name = "busi"
-    protocol = ("Dataset_BUSI_with_GT/{benign,malignant,normal}; masks excluded; images with "
-                "identical decoded pixels in several classes dropped; stratified split, "
-                "test size round(N*158/778)")
-    expected = {"total": 778, "train": 620, "test": 158, "classes": 3}  # noqa: RUF012
-    drop_cross_class_duplicates = True
+    def accept(p: Path) -> bool:
+        return all((p / c).is_dir() for c in classes)
 
-    def scan(self, source: Path) -> list[Candidate]:
-        def accept(p: Path) -> bool:
-            return all((p / c).is_dir() for c in BUSI_CLASSES)
-
-        root = _unwrap(source / "Dataset_BUSI_with_GT", accept) if (
-            source / "Dataset_BUSI_with_GT").is_dir() else _unwrap(source, accept)
-        if root is None:
-            raise DataError(
-                f"{source} is not the BUSI layout: expected "
-                "Dataset_BUSI_with_GT/{benign,malignant,normal}/*.png"
-            )
-        out = []
-        for label in BUSI_CLASSES:
-            for p in sorted((root / label).iterdir()):
-                if p.is_file() and is_image_file(p) and not is_busi_mask(p):
-                    out.append(Candidate(p, _rel(p, source), label))
-        return out
-
-    def test_size(self, n: int) -> int:
-        return int(n * 158 / 778 + 0.5)
+    root = _unwrap(source / "Dataset_BUSI_with_GT", accept) if (
+        source / "Dataset_BUSI_with_GT").is_dir() else _unwrap(source, accept)
+    if root is None:
+        raise DataError(
+            f"{source} is not the {spec.title} layout: expected "
+            f"Dataset_BUSI_with_GT/{{{','.join(classes)}}}/*.png"
+        )
+    out = []
+    for label in classes:
+        for p in sorted((root / label).iterdir()):
+            if p.is_file() and is_image_file(p) and not is_busi_mask(p):
+                out.append(Candidate(p, _rel(p, source), label))
+    return out
 
 
-# ---------------------------------------------------------------- Croatian fish
+def _read_class_folders(source: Path, spec: DatasetSpec) -> list[Candidate]:
+    """One folder per class (through wrapper folders)."""
+
+    def accept(p: Path) -> bool:
+        subdirs = [d for d in p.iterdir() if d.is_dir() and d.name != "__MACOSX"
+                   and not d.name.startswith(".")]
+        return len(subdirs) >= 2
+
+    root = _unwrap(source, accept)
+    if root is None:
+        raise DataError(f"{source} is not the {spec.title} layout: expected one folder per "
+                        "class")
+    return [Candidate(Path(r.path), _rel(Path(r.path), source), r.label)
+            for r in scan_class_folders(root)]
 
 
-class CroatianFishPreparer(Preparer):
-    """Croatian Fish: species folders, stratified 80/20."""
+def _read_train_test_folders(source: Path, spec: DatasetSpec) -> list[Candidate]:
+    """``train/<class>/`` and ``test/<class>/``: the given split."""
 
-    name = "croatian-fish"
-    protocol = "one folder per species; stratified split, test size round(0.2*N)"
-    expected = {"total": 794, "classes": 12}  # noqa: RUF012
+    def accept(p: Path) -> bool:
+        return (p / "train").is_dir() and (p / "test").is_dir()
 
-    def scan(self, source: Path) -> list[Candidate]:
-        def accept(p: Path) -> bool:
-            subdirs = [d for d in p.iterdir() if d.is_dir() and d.name != "__MACOSX"
-                       and not d.name.startswith(".")]
-            return len(subdirs) >= 2
-
-        root = _unwrap(source, accept)
-        if root is None:
-            raise DataError(
-                f"{source} is not the Croatian Fish layout: expected one folder per species"
-            )
-        return [Candidate(Path(r.path), _rel(Path(r.path), source), r.label)
-                for r in scan_class_folders(root)]
-
-    def test_size(self, n: int) -> int:
-        return int(0.2 * n + 0.5)
+    root = _unwrap(source, accept)
+    classes = "{" + ",".join(spec.classes) + "}" if spec.classes else "<class>"
+    if root is None:
+        raise DataError(f"{source} is not the {spec.title} layout: expected "
+                        f"train/{classes}/ and test/{classes}/")
+    out = []
+    for split in ("train", "test"):
+        for r in scan_class_folders(root / split, split=split):
+            out.append(Candidate(Path(r.path), _rel(Path(r.path), source), r.label, split))
+    train_classes = {c.label for c in out if c.split == "train"}
+    extra = sorted({c.label for c in out if c.split == "test"} - train_classes)
+    if extra:
+        raise DataError(f"{root / 'test'} has class folder(s) {', '.join(extra)} "
+                        f"that {root / 'train'} lacks")
+    return out
 
 
-# ---------------------------------------------------------------- FGVC-Aircraft 737
-
-AIRCRAFT_737: tuple[str, ...] = tuple(f"737-{v}00" for v in range(2, 10))
+AIRCRAFT_737: tuple[str, ...] = tuple(DATASET_SPECS.get("aircraft737").classes or ())
 
 
 def _read_variant_list(path: Path) -> list[tuple[str, str]]:
@@ -317,88 +333,59 @@ def _read_variant_list(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-class Aircraft737Preparer(Preparer):
-    """FGVC-Aircraft 2013b, Boeing 737-200 … 737-900, official split, banner cropped."""
+def _read_fgvc_aircraft(source: Path, spec: DatasetSpec) -> list[Candidate]:
+    """FGVC-Aircraft 2013b ``data/``: the spec's variants, trainval → train, test → test."""
+    variants_kept = spec.classes or ()
 
-    name = "aircraft737"
-    protocol = ("FGVC-Aircraft 2013b variants 737-200..737-900; images_variant_trainval.txt "
-                "-> train, images_variant_test.txt -> test; bottom 20 px banner cropped")
-    expected = {"train": 533, "test": 267, "classes": 8}  # noqa: RUF012
-    crop_bottom = 20
+    def accept(p: Path) -> bool:
+        return (p / "data" / "images_variant_trainval.txt").is_file()
 
-    def scan(self, source: Path) -> list[Candidate]:
-        def accept(p: Path) -> bool:
-            return (p / "data" / "images_variant_trainval.txt").is_file()
-
-        root = _unwrap(source, accept)
-        if root is None:
-            raise DataError(
-                f"{source} is not the FGVC-Aircraft 2013b layout: expected data/images/, "
-                "data/images_variant_trainval.txt, data/images_variant_test.txt, "
-                "data/variants.txt"
-            )
-        data = root / "data"
-        variants_file = data / "variants.txt"
-        if not variants_file.is_file():
-            raise DataError(f"FGVC-Aircraft file {variants_file} is missing")
-        variants = {v.strip() for v in variants_file.read_text(encoding="utf-8").splitlines()}
-        absent = [v for v in AIRCRAFT_737 if v not in variants]
-        if absent:
-            raise DataError(f"{variants_file} lacks the variant(s) {', '.join(absent)}")
-        out: list[Candidate] = []
-        seen: dict[str, str] = {}
-        for split, list_name in (("train", "images_variant_trainval.txt"),
-                                 ("test", "images_variant_test.txt")):
-            for image_id, variant in _read_variant_list(data / list_name):
-                if variant not in AIRCRAFT_737:
-                    continue
-                if image_id in seen:
-                    raise DataError(
-                        f"FGVC-Aircraft image {image_id} is listed in both {seen[image_id]} "
-                        f"and {list_name}"
-                    )
-                seen[image_id] = list_name
-                path = data / "images" / f"{image_id}.jpg"
-                out.append(Candidate(path, _rel(path, source), variant, split))
-        if not out:
-            raise DataError(f"{data} lists no Boeing 737 images")
-        return sorted(out, key=lambda c: c.rel)
+    root = _unwrap(source, accept)
+    if root is None:
+        raise DataError(
+            f"{source} is not the FGVC-Aircraft 2013b layout: expected data/images/, "
+            "data/images_variant_trainval.txt, data/images_variant_test.txt, "
+            "data/variants.txt"
+        )
+    data = root / "data"
+    variants_file = data / "variants.txt"
+    if not variants_file.is_file():
+        raise DataError(f"FGVC-Aircraft file {variants_file} is missing")
+    variants = {v.strip() for v in variants_file.read_text(encoding="utf-8").splitlines()}
+    absent = [v for v in variants_kept if v not in variants]
+    if absent:
+        raise DataError(f"{variants_file} lacks the variant(s) {', '.join(absent)}")
+    out: list[Candidate] = []
+    seen: dict[str, str] = {}
+    for split, list_name in (("train", "images_variant_trainval.txt"),
+                             ("test", "images_variant_test.txt")):
+        for image_id, variant in _read_variant_list(data / list_name):
+            if variant not in variants_kept:
+                continue
+            if image_id in seen:
+                raise DataError(
+                    f"FGVC-Aircraft image {image_id} is listed in both {seen[image_id]} "
+                    f"and {list_name}"
+                )
+            seen[image_id] = list_name
+            path = data / "images" / f"{image_id}.jpg"
+            out.append(Candidate(path, _rel(path, source), variant, split))
+    if not out:
+        raise DataError(f"{data} lists no {spec.title} images")
+    return sorted(out, key=lambda c: c.rel)
 
 
-# ---------------------------------------------------------------- Apples or tomatoes
+LAYOUT_READERS: dict[str, Callable[[Path, DatasetSpec], list[Candidate]]] = {
+    "busi": _read_busi,
+    "class-folders": _read_class_folders,
+    "train-test-folders": _read_train_test_folders,
+    "fgvc-aircraft": _read_fgvc_aircraft,
+}
+"""A reader per :data:`qhead.dataspec.LAYOUTS` entry (tested to cover them all)."""
 
-
-class ApplesOrTomatoesPreparer(Preparer):
-    """Apples or Tomatoes (Kaggle): the given train/test split."""
-
-    name = "apples-or-tomatoes"
-    protocol = "train/{apples,tomatoes} -> train, test/{apples,tomatoes} -> test, as given"
-    expected = {"train": 294, "test": 97, "classes": 2}  # noqa: RUF012
-
-    def scan(self, source: Path) -> list[Candidate]:
-        def accept(p: Path) -> bool:
-            return (p / "train").is_dir() and (p / "test").is_dir()
-
-        root = _unwrap(source, accept)
-        if root is None:
-            raise DataError(
-                f"{source} is not the Apples or Tomatoes layout: expected "
-                "train/{apples,tomatoes}/ and test/{apples,tomatoes}/"
-            )
-        out = []
-        for split in ("train", "test"):
-            for r in scan_class_folders(root / split, split=split):
-                out.append(Candidate(Path(r.path), _rel(Path(r.path), source), r.label, split))
-        train_classes = {c.label for c in out if c.split == "train"}
-        extra = sorted({c.label for c in out if c.split == "test"} - train_classes)
-        if extra:
-            raise DataError(f"{root / 'test'} has class folder(s) {', '.join(extra)} "
-                            f"that {root / 'train'} lacks")
-        return out
-
-
-for _cls in (BusiPreparer, CroatianFishPreparer, Aircraft737Preparer, ApplesOrTomatoesPreparer):
-    PREPARERS.add(_cls.name, _cls())
+for _name in spec_names():
+    PREPARERS.add(_name, Preparer(DATASET_SPECS.get(_name)),
+                  help=DATASET_SPECS.describe(_name))
 
 
 # ---------------------------------------------------------------- the common flow
@@ -736,9 +723,6 @@ def _paper_dataset(name: str):
     return build
 
 
-PAPER_DATASETS: tuple[str, ...] = ("busi", "croatian-fish", "aircraft737", "apples-or-tomatoes")
-
-
 def crop_bottom_for(dataset: str) -> int:
     """Rows a dataset's images lose at the bottom (20 for ``aircraft737``'s banner, else 0).
 
@@ -746,5 +730,5 @@ def crop_bottom_for(dataset: str) -> int:
     ``load_image(path, size, normalize, crop_bottom=crop_bottom_for(cfg.data.name))``.
     """
     return PREPARERS.get(dataset).crop_bottom if dataset in PREPARERS else 0
-for _name in PAPER_DATASETS:
+for _name in spec_names():
     DATASETS.add(_name, _paper_dataset(_name))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from qhead.dataspec import DATASET_SPECS, PAPER_ARMS, PAPER_BACKBONES, PAPER_DATASETS
 from qhead.errors import ConfigError
 from qhead.models.config import ModelConfig
 from qhead.registry import Registry, UnknownNameError
@@ -42,18 +43,11 @@ __all__ = [
     "preset_dataset",
 ]
 
-DATASET_CLASSES: dict[str, int] = {
-    "croatian-fish": 12,
-    "aircraft737": 8,
-    "busi": 3,
-    "apples-or-tomatoes": 2,
-}
-"""Number of classes of each paper dataset, in the paper's row order."""
+DATASET_CLASSES: dict[str, int] = {n: DATASET_SPECS.get(n).num_classes for n in PAPER_DATASETS}
+"""Number of classes of each paper dataset, in the paper's row order (from the specs)."""
 
 DATASET_ALIASES: dict[str, str] = {
-    "fish": "croatian-fish",
-    "aircraft": "aircraft737",
-    "aot": "apples-or-tomatoes",
+    alias: n for n in PAPER_DATASETS for alias in DATASET_SPECS.get(n).aliases
 }
 """Short dataset names accepted by :func:`get_preset` (``resnet18_q/aot``)."""
 
@@ -77,24 +71,13 @@ _QUANTUM_HEADS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 PAPER_PARAMS: dict[str, int] = {
-    "resnet18/croatian-fish": 6156,
-    "resnet18_q/croatian-fish": 222,
-    "maxvit_t/croatian-fish": 269836,
-    "maxvit_t_q/croatian-fish": 14363,
-    "resnet18/aircraft737": 4104,
-    "resnet18_q/aircraft737": 143,
-    "maxvit_t/aircraft737": 267784,
-    "maxvit_t_q/aircraft737": 12311,
-    "resnet18/busi": 1539,
-    "resnet18_q/busi": 63,
-    "maxvit_t/busi": 265219,
-    "maxvit_t_q/busi": 63,
-    "resnet18/apples-or-tomatoes": 1026,
-    "resnet18_q/apples-or-tomatoes": 41,
-    "maxvit_t/apples-or-tomatoes": 264706,
-    "maxvit_t_q/apples-or-tomatoes": 107,
+    f"{backbone}{'_q' if arm == 'quantum' else ''}/{n}": cell.params
+    for n in PAPER_DATASETS
+    for backbone in PAPER_BACKBONES
+    for arm in PAPER_ARMS
+    if (cell := DATASET_SPECS.get(n).paper.get((backbone, arm))) is not None
 }
-"""Params* printed in the paper's Tables 3–4, by preset name."""
+"""Params* printed in the paper's Tables 3–4, by preset name (from the dataset specs)."""
 
 PRESETS: Registry = Registry("preset")
 """Paper presets, name → :class:`ModelConfig` (use :func:`get_preset` for a fresh copy)."""
