@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "shots",
     "resources",
+    "export",
 )
 
 
