@@ -24,8 +24,8 @@ def _quiet_lint():
 
 
 def test_registry_has_all_heads():
+    # ``classical`` is the config's name for the backbone's own head, not an entry
     assert set(HEADS.names()) == {
-        "classical",
         "avg-linear",
         "max-linear",
         "flatten-linear",
@@ -220,3 +220,95 @@ def test_default_qubit_limit_protects_memory():
     with pytest.raises(ConfigError, match=r"needs 21 qubits"):
         build_head("twin", (512, 64, 64), 2, {})
     assert math.prod((512, 32, 32)) == 2**19  # 19 qubits still allowed
+
+
+def _quantum_arm_zx(f: torch.Tensor, wires: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """⟨Z_k⟩₀ and ⟨X_k⟩₀ as the quantum head computes them: its Ansatz-1 circuit
+    (⟨Z_k⟩ = cos θ_k ⟨Z_k⟩₀ − sin θ_k ⟨X_k⟩₀) at θ = 0 and at θ = −π/2."""
+    from qhead.quantum import AEVQC
+
+    circuit = AEVQC(math.prod(f.shape[1:]), "ansatz1", 1, measured_wires=wires).double()
+    with torch.no_grad():
+        circuit.weights.zero_()
+    z = circuit(f)
+    with torch.no_grad():
+        circuit.weights.fill_(-math.pi / 2)
+    return z, circuit(f) - math.cos(-math.pi / 2) * z
+
+
+@pytest.mark.parametrize("kernels_on", [True, False])
+def test_twin_features_are_the_quantum_arms_values_and_gradients(kernels_on):
+    """Same encoding, same ⟨Z⟩₀/⟨X⟩₀ code: equal values and feature gradients (float64)."""
+    from qhead.simulator import kernels
+
+    previous = kernels.set_enabled(kernels_on and kernels.available())
+    try:
+        torch.manual_seed(2)
+        shape, wires = (4, 3, 3), [0, 2, 5]  # 36 values -> 6 qubits
+        head = build_head("twin", shape, 2, {"measured_wires": wires}).double()
+        f = torch.randn(3, *shape, dtype=torch.float64, requires_grad=True)
+        weights = torch.randn(2 * len(wires), dtype=torch.float64)
+        twin = head.encoder(f)
+        (twin_grad,) = torch.autograd.grad((twin @ weights).sum(), f)
+        z, x = _quantum_arm_zx(f, wires)
+        arm = torch.cat([z, x], dim=1)
+        (arm_grad,) = torch.autograd.grad((arm @ weights).sum(), f)
+        torch.testing.assert_close(twin, arm, rtol=0, atol=1e-12)
+        torch.testing.assert_close(twin_grad, arm_grad, rtol=0, atol=1e-12)
+        reference = _numpy_zx(f.detach(), 6)
+        torch.testing.assert_close(
+            twin.detach(), reference[:, wires + [6 + w for w in wires]], rtol=0, atol=1e-12
+        )
+    finally:
+        kernels.set_enabled(previous)
+
+
+def test_twin_feature_gradients_match_finite_differences():
+    from qhead.models.heads import TwinFeatures
+
+    torch.manual_seed(3)
+    features = TwinFeatures(4, [3, 1])
+    f = torch.randn(2, *SHAPE, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(features, (f,), eps=1e-6, atol=1e-8)
+
+
+def test_twin_under_autocast_computes_in_float32_like_the_quantum_head():
+    head = build_head("twin", SHAPE, 2, {})
+    f = torch.randn(4, *SHAPE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head.encoder(f.bfloat16())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, head.encoder(f.bfloat16().float()))
+
+
+def test_twin_takes_the_circuit_it_controls_and_refuses_simulator_options():
+    from qhead.models import ModelConfig, get_preset
+
+    fish = get_preset("resnet18_q/croatian-fish")  # ansatz2: not contained in the twin
+    head = build_head("twin", (512, 7, 7), 12, fish.head_options)
+    assert head.twin_of == ("ansatz2", 1, {"gates": ["RY", "RZ"], "entangler": "chain"})
+    assert head.contains_circuit is False
+    busi = build_head("twin", (512, 7, 7), 3, get_preset("resnet18_q/busi").head_options)
+    assert busi.twin_of == ("ansatz1", 1, {"gate": "RY"}) and busi.contains_circuit
+    # the circuit options it takes are checked like the quantum head's, not ignored
+    with pytest.raises(ConfigError, match=r"model\.head_options\.layers: expected an integer"):
+        ModelConfig(head="twin", head_options={"layers": 0})
+    for option, value in (("shots", 100), ("backend", "pennylane"), ("freeze_circuit", True)):
+        with pytest.raises(
+            ConfigError,
+            match=rf"head 'twin'\): unknown option\(s\) {option}; allowed: measured_wires, ",
+        ):
+            ModelConfig(head="twin", head_options={option: value})
+
+
+def test_classical_is_resolved_in_one_place():
+    from qhead.models import CLASSICAL, HeadSpec, validate_head
+    from qhead.models.heads import head_names
+
+    assert CLASSICAL not in HEADS.names() and CLASSICAL in head_names()
+    spec = validate_head("classical", {})
+    assert spec.resolve("maxvit-classical") == HeadSpec("maxvit-classical")
+    head = spec.build((512, 7, 7), 3, classical_head="avg-linear")
+    assert count_parameters(head) == 1539
+    with pytest.raises(ConfigError, match=r"model\.head: unknown head 'x'; allowed: .*classical"):
+        validate_head("x", {})

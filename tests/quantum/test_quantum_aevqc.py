@@ -48,8 +48,8 @@ def test_forward_accepts_vectors_and_feature_maps():
 @pytest.mark.parametrize(
     ("wires", "match"),
     [
-        (0, "between 1 and n_qubits=3"),
-        (4, "between 1 and n_qubits=3"),
+        (0, "a positive integer m"),
+        (4, "m=4 but the feature map has 3 qubits; allowed: 1..3"),
         ([0, 0], "distinct wires in 0..2"),
         ([3], "distinct wires in 0..2"),
         ([], "at least one"),

@@ -34,7 +34,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import math
 
-    from qhead.models.heads import QUANTUM_ONLY_OPTIONS
     from qhead.models.summary import summarize
 
     cfg = model_config_from_args(args)
@@ -55,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
             f"qubits: {s.n_qubits} (state of {2**s.n_qubits:,} amplitudes, zero-padded from "
             f"{math.prod(s.feature_shape):,}); measured wires: {len(wires)} {wires}"
         )
-    ignored = sorted(set(cfg.head_options) & set(QUANTUM_ONLY_OPTIONS))
-    if s.head_name == "twin" and ignored:
-        print(f"  note: the twin ignores the quantum-only options {ignored}")
+    if s.twin_of:
+        print(f"  twin of: {s.twin_of}")
     print("trainable parameters:")
     print(f"  backbone: {s.backbone_params:,}")
     for part, n in s.parts.items():

@@ -23,13 +23,15 @@ from qhead.models.classifier import Classifier, build_model, count_parameters, r
 from qhead.models.config import ModelConfig
 from qhead.models.heads import (
     ACTIVATIONS,
-    DEFAULT_MAX_QUBITS,
+    CLASSICAL,
     HEADS,
     Head,
+    HeadSpec,
     QuantumHead,
     TwinHead,
     build_head,
     encoded_zx,
+    validate_head,
 )
 from qhead.models.presets import (
     DATASET_CLASSES,
@@ -43,14 +45,15 @@ from qhead.models.presets import (
 __all__ = [
     "ACTIVATIONS",
     "BACKBONES",
+    "CLASSICAL",
     "DATASET_CLASSES",
-    "DEFAULT_MAX_QUBITS",
     "HEADS",
     "PAPER_PARAMS",
     "PRESETS",
     "Backbone",
     "Classifier",
     "Head",
+    "HeadSpec",
     "ModelConfig",
     "QuantumHead",
     "TwinHead",
@@ -65,4 +68,5 @@ __all__ = [
     "load_local_weights",
     "preset_dataset",
     "resolve_head",
+    "validate_head",
 ]

@@ -312,11 +312,15 @@ def validate_backbone_name(name: str, options: dict[str, Any]) -> None:
 
 
 def check_options(factory: Any, options: dict[str, Any], where: str, skip: int) -> None:
-    """Raises ConfigError for keys the factory does not accept (after ``skip`` positionals)."""
+    """Raises ConfigError for keys the factory does not accept (after ``skip`` positionals).
+
+    Keyword-only parameters are not options: they are what a builder passes (e.g. a
+    head's checked ``circuit``), so a config cannot set them.
+    """
     params = list(inspect.signature(factory).parameters.values())[skip:]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return
-    allowed = [p.name for p in params]
+    allowed = [p.name for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(
@@ -333,7 +337,16 @@ def build_backbone(name: str, image_size: int, options: dict[str, Any] | None = 
     """
     options = dict(options or {})
     validate_backbone_name(name, options)
-    base, opts = resolve_backbone(name, options)
+    return make_backbone(name, image_size, options)
+
+
+def make_backbone(name: str, image_size: int, options: dict[str, Any]) -> Backbone:
+    """Builds a backbone whose name and option keys are checked (``ModelConfig`` did it).
+
+    Raises:
+        ConfigError: an image size (or option value) the backbone cannot take.
+    """
+    base, opts = resolve_backbone(name, dict(options))
     try:
         return BACKBONES.get(base)(image_size, **opts)
     except ConfigError:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 from torch import nn
 
-from qhead.errors import ConfigError
-from qhead.models.backbones import Backbone, build_backbone, discover_feature_shape
+from qhead.models.backbones import Backbone, discover_feature_shape, make_backbone
 from qhead.models.config import ModelConfig
-from qhead.models.heads import Head, build_head
+from qhead.models.heads import CLASSICAL, Head
 
 __all__ = ["Classifier", "build_model", "count_parameters", "resolve_head"]
 
@@ -75,31 +73,31 @@ class Classifier(nn.Module):
         return f"head={self.head_name!r}, feature_shape={self.feature_shape}"
 
 
+_OWN_HEADS: dict[str, str] = {}
+
+
 def resolve_head(cfg: ModelConfig, backbone: Backbone | None = None) -> str:
-    """The concrete head name: ``classical`` → the backbone's own head, others unchanged."""
-    if cfg.head != "classical":
-        return cfg.head
-    if backbone is not None:
-        return backbone.classical_head
-    return "maxvit-classical" if cfg.backbone == "maxvit_t" else "avg-linear"
+    """The concrete head name: ``classical`` → the backbone's ``classical_head``.
 
-
-def head_options(cfg: ModelConfig, head_name: str) -> dict[str, Any]:
-    """The options for the concrete head; ``classical`` takes none (it is a fixed head)."""
-    options = dict(cfg.head_options)
-    if cfg.head == "classical" and options:
-        raise ConfigError(
-            f"model.head_options: head 'classical' (= {head_name!r} for backbone "
-            f"{cfg.backbone!r}) takes no options, got {sorted(options)}; name the head "
-            f"{head_name!r} explicitly to pass options"
-        )
-    return options
+    Args:
+        cfg: the model config.
+        backbone: the built backbone; without it, ``classical`` is resolved by building
+            the config's backbone once (cached per backbone, options and image size).
+    """
+    spec = cfg.head_spec()
+    if spec.name != CLASSICAL:
+        return spec.name
+    if backbone is None:
+        key = _shape_key(cfg)
+        if key not in _OWN_HEADS:
+            built = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
+            _OWN_HEADS[key] = built.classical_head
+        return spec.resolve(_OWN_HEADS[key]).name
+    return spec.resolve(backbone.classical_head).name
 
 
 def _shape_key(cfg: ModelConfig) -> str:
-    return json.dumps(
-        [cfg.backbone, cfg.backbone_options, cfg.image_size], sort_keys=True, default=str
-    )
+    return cfg.backbone_key()
 
 
 def build_model(cfg: ModelConfig | dict[str, Any]) -> Classifier:
@@ -119,14 +117,14 @@ def build_model(cfg: ModelConfig | dict[str, Any]) -> Classifier:
     """
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
-    cfg.validate()
-    backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
+    spec = cfg.head_spec()  # checked at construction (again only if cfg changed since)
+    backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
     if cfg.pretrained is not None:
         backbone.load_weights_file(cfg.pretrained)
     shape = discover_feature_shape(backbone, cfg.image_size, cache_key=_shape_key(cfg))
-    head_name = resolve_head(cfg, backbone)
-    head = build_head(head_name, shape, cfg.num_classes, head_options(cfg, head_name))
-    return Classifier(cfg, backbone, head, shape, head_name)
+    spec = spec.resolve(backbone.classical_head)
+    head = spec.build(shape, cfg.num_classes)
+    return Classifier(cfg, backbone, head, shape, spec.name)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

@@ -9,10 +9,14 @@ the config stored in its checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from qhead.errors import ConfigError
+
+if TYPE_CHECKING:
+    from qhead.models.heads import HeadSpec
 
 __all__ = ["ModelConfig"]
 
@@ -21,18 +25,21 @@ __all__ = ["ModelConfig"]
 class ModelConfig:
     """What :func:`qhead.models.build_model` builds.
 
-    Validated at construction (names, types, ranges of the head options that can be
-    checked without building anything); the checks that need the feature-map shape
-    (measured wires vs. qubit count, simulator memory) run in ``build_model``. Both raise
-    :class:`~qhead.errors.ConfigError` naming the field and the allowed values.
+    Validated once, at construction (names, types, ranges of the head options that can
+    be checked without building anything; a quantum head's ansatz is built here, once);
+    ``build_model`` trusts it and runs only the checks that need the feature-map shape
+    (measured wires vs. qubit count, qubits vs. ``max_qubits``). Both raise
+    :class:`~qhead.errors.ConfigError` naming the field and the allowed values. A config
+    whose ``head``/``head_options`` were changed after construction is checked again
+    when it is next built (:meth:`head_spec`).
 
     Attributes:
         backbone: a name in :data:`qhead.models.BACKBONES` (``resnet18``, ``maxvit_t``,
             ``small_cnn``), ``timm:<model name>`` or ``timm`` with
             ``backbone_options.model_name``.
-        head: a name in :data:`qhead.models.HEADS`; ``classical`` means the backbone's own
-            torchvision head (``maxvit-classical`` for ``maxvit_t``, ``avg-linear`` for
-            every other backbone).
+        head: a name in :data:`qhead.models.HEADS`, or ``classical``: the backbone's own
+            torchvision head (``Backbone.classical_head``: ``maxvit-classical`` for
+            ``maxvit_t``, ``avg-linear`` for every other backbone).
         num_classes: number of classes, at least 2.
         image_size: side of the square input image in pixels; the feature-map shape
             (hence the qubit count) is found by a dry run of the backbone at this size.
@@ -44,7 +51,8 @@ class ModelConfig:
         head_options: keyword options of the head factory. For ``quantum``: ``ansatz``,
             ``layers``, ``measured_wires`` (int m or list of wires), ``ansatz_options``,
             ``hidden`` (list of widths), ``activation``, ``freeze_circuit``, ``shots``,
-            ``backend``, ``max_qubits``. See ``docs/models.md``.
+            ``backend``, ``max_qubits`` (at most :data:`qhead.simulator.MAX_QUBITS`). See
+            ``docs/models.md``.
     """
 
     backbone: str = "resnet18"
@@ -63,7 +71,7 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Checks every field; called by ``__post_init__`` and again by ``build_model``.
+        """Checks every field (``__post_init__`` calls it; builders do not).
 
         Raises:
             ConfigError: naming the bad field and the allowed values.
@@ -96,7 +104,30 @@ class ModelConfig:
             raise ConfigError(
                 f"model.pretrained: expected a local file path or null, got {self.pretrained!r}"
             )
-        validate_head(self.head, self.head_options)
+        spec = validate_head(self.head, self.head_options)
+        # Not a dataclass field: equality, asdict and YAML see only the fields.
+        self._checked = (dataclasses.astuple(self), spec)
+
+    def head_spec(self) -> HeadSpec:
+        """The checked head (:class:`~qhead.models.heads.HeadSpec`) that builders build.
+
+        The one made at construction, unless a field changed since; then the config is
+        checked again (once), so a builder never takes an unchecked value.
+
+        Raises:
+            ConfigError: for a changed field with a bad value.
+        """
+        fields, spec = self.__dict__.get("_checked", (None, None))
+        if spec is None or fields != dataclasses.astuple(self):
+            self.validate()
+            fields, spec = self._checked
+        return spec
+
+    def backbone_key(self) -> str:
+        """What the backbone (and its feature-map shape) depends on, as a cache key."""
+        return json.dumps(
+            [self.backbone, self.backbone_options, self.image_size], sort_keys=True, default=str
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -8,7 +8,6 @@ accepted ones, because the factory signature is the list of options).
 =====================  ======================================================================
 name                   what it is
 =====================  ======================================================================
-``classical``          the backbone's own head (resolved by ``build_model``)
 ``avg-linear``         torchvision ResNet-18's head: GAP + Linear(C, classes)
 ``maxvit-classical``   torchvision MaxViT-T's classifier: GAP, Flatten, LayerNorm(C),
                        Linear(C, C), Tanh, Linear(C, classes)
@@ -20,40 +19,56 @@ name                   what it is
 
 The FC stack of ``quantum``/``twin`` (and, optionally, of the pooling heads) is
 ``hidden`` widths, each Linear followed by ``activation``, then ``Linear(·, classes)``.
+
+``classical`` (:data:`CLASSICAL`) is not an entry: it is the config's name for "the
+backbone's own head" (``Backbone.classical_head``: ``maxvit-classical`` for
+``maxvit_t``, ``avg-linear`` otherwise), checked by :func:`validate_head` and resolved by
+:meth:`HeadSpec.resolve` once the backbone is known; that is the only place it is handled.
+
+Options are checked once, by :func:`validate_head` (which ``ModelConfig`` runs at
+construction); the head classes trust what it returns (:class:`HeadSpec`). A head whose
+factory has a keyword-only ``circuit`` parameter (``quantum``, ``twin``) gets its circuit
+options (``ansatz``, ``layers``, ``measured_wires``, ``ansatz_options``, and ``shots``,
+``backend`` where it takes them) checked as one :class:`qhead.quantum.CircuitOptions`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from qhead.errors import ConfigError
-from qhead.registry import Registry, UnknownNameError
+from qhead.quantum import AEVQC, CircuitOptions, RotationLayers
+from qhead.quantum.options import check_max_qubits, check_register, wires_in_range
+from qhead.registry import Registry
+from qhead.simulator import MAX_QUBITS, amplitude_encode, z_and_x
 
 __all__ = [
     "ACTIVATIONS",
-    "DEFAULT_MAX_QUBITS",
+    "CLASSICAL",
     "HEADS",
     "Head",
+    "HeadSpec",
     "QuantumHead",
     "TwinHead",
     "build_head",
+    "encoded_zx",
     "validate_head",
 ]
 
 HEADS: Registry = Registry("head")
 """Head factories ``(feature_shape, num_classes, **options) -> Head``, by name."""
 
-DEFAULT_MAX_QUBITS = 20
-"""Largest amplitude-encoded map the quantum/twin heads accept by default.
+CLASSICAL = "classical"
+"""The head name meaning "the backbone's own head" (resolved by :meth:`HeadSpec.resolve`)."""
 
-A state of n qubits is 2^n floats per image (2^20 → 4 MiB in float32, 128 MiB for a
-batch of 32, times the copies autograd keeps per gate). Raise it with
-``head_options.max_qubits`` if the memory is there.
-"""
+_WHERE = "model.head_options."
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -67,9 +82,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 """Activation names accepted by ``head_options.activation``."""
 
-# Options of the quantum head that the twin accepts and ignores, so that swapping the head
-# of a quantum preset to ``twin`` (one override) keeps its FC stack and measured wires.
-QUANTUM_ONLY_OPTIONS = ("ansatz", "layers", "ansatz_options", "freeze_circuit", "shots", "backend")
 
 
 class Head(nn.Module):
@@ -155,56 +167,17 @@ class MaxViTClassicalHead(Head):
                     nn.init.zeros_(m.bias)
 
 
-def _qubits_for(n_features: int) -> int:
-    try:
-        from qhead.simulator import num_qubits
-
-        return int(num_qubits(n_features))
-    except ImportError:  # simulator not importable: same rule, ceil(log2 N), at least 1
-        return max(1, math.ceil(math.log2(n_features)))
-
-
-def _measured(measured_wires: int | list[int] | None, n_qubits: int) -> list[int]:
-    if measured_wires is None:
-        return list(range(n_qubits))
-    if isinstance(measured_wires, int):
-        if not 1 <= measured_wires <= n_qubits:
-            raise ConfigError(
-                f"model.head_options.measured_wires: m={measured_wires} but the feature map "
-                f"has {n_qubits} qubits; allowed: 1..{n_qubits} or a list of wires in "
-                f"0..{n_qubits - 1}"
-            )
-        return list(range(measured_wires))
-    wires = list(measured_wires)
-    if not wires or any(not 0 <= w < n_qubits for w in wires) or len(set(wires)) != len(wires):
-        raise ConfigError(
-            f"model.head_options.measured_wires: {wires} is not a non-empty list of distinct "
-            f"wires in 0..{n_qubits - 1} (the feature map has {n_qubits} qubits)"
-        )
-    return wires
-
-
-def _check_qubits(feature_shape: tuple[int, int, int], max_qubits: int) -> int:
-    n_features = math.prod(feature_shape)
-    n = _qubits_for(n_features)
-    if n > max_qubits:
-        mib = 2**n * 4 / 2**20
-        c, h, w = feature_shape
-        raise ConfigError(
-            f"model.head_options.max_qubits: the feature map {c}x{h}x{w} = {n_features} values "
-            f"needs {n} qubits ({mib:.0f} MiB per image in float32), more than max_qubits="
-            f"{max_qubits}; allowed: up to {max_qubits} qubits; use a smaller image_size or "
-            "raise head_options.max_qubits"
-        )
-    return n
-
-
 class QuantumHead(Head):
     """AE-VQC + FC stack: ``[B, C, h, w] -> [B, m] (in [-1, 1]) -> [B, classes]``.
 
     The whole map is flattened (no pooling), zero-padded to 2^n, L2-normalised and
     amplitude-encoded (:class:`qhead.quantum.AEVQC`); ``circuit.weights`` are the ansatz
     angles. With ``freeze_circuit`` they keep their initial values (not trainable).
+
+    Build it with :func:`build_head` (or from a config), which checks the options; the
+    constructor trusts them, except the circuit options when ``circuit`` is not given.
+    ``max_qubits`` (at most :data:`qhead.simulator.MAX_QUBITS`) is checked against the
+    feature-map shape here, the only place that knows it.
     """
 
     def __init__(
@@ -220,34 +193,22 @@ class QuantumHead(Head):
         freeze_circuit: bool = False,
         shots: int | None = None,
         backend: str = "torch",
-        max_qubits: int = DEFAULT_MAX_QUBITS,
+        max_qubits: int = MAX_QUBITS,
+        *,
+        circuit: CircuitOptions | None = None,
     ) -> None:
         super().__init__()
-        from qhead.quantum import AEVQC
-
-        n = _check_qubits(feature_shape, max_qubits)
-        wires = _measured(measured_wires, n)
-        try:
-            self.circuit = AEVQC(
-                math.prod(feature_shape),
-                ansatz=ansatz,
-                layers=layers,
-                measured_wires=measured_wires if isinstance(measured_wires, int) else wires,
-                shots=shots,
-                backend=backend,
-                **(ansatz_options or {}),
+        if circuit is None:  # built without validate_head: check the circuit options now
+            circuit = CircuitOptions(
+                ansatz, layers, measured_wires, shots, backend, ansatz_options or {}, _WHERE
             )
-        except UnknownNameError as error:
-            raise ConfigError(f"model.head_options.ansatz: {error}") from None
-        except (ConfigError, TypeError, ValueError, KeyError) as error:
-            raise ConfigError(
-                f"model.head_options: cannot build the AE-VQC circuit: {error}"
-            ) from None
+        n = check_register(tuple(feature_shape), max_qubits, f"{_WHERE}max_qubits")
+        self.circuit = AEVQC(math.prod(feature_shape), options=circuit)
         if freeze_circuit:
             for p in self.circuit.parameters():
                 p.requires_grad_(False)
         self.n_qubits = n
-        self.measured_wires = wires
+        self.measured_wires = list(self.circuit.measured_wires)
         mlp, width = _fc_stack(int(self.circuit.out_features), hidden, activation)
         self.pre = nn.Sequential(self.circuit, *mlp)
         self.fc = nn.Linear(width, num_classes)
@@ -260,12 +221,26 @@ class QuantumHead(Head):
             self.pre[0] = value
 
 
+def encoded_zx(
+    features: torch.Tensor, n_qubits: int, wires: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """⟨Z_k⟩₀ and ⟨X_k⟩₀ (each ``[B, m]``) of the amplitude-encoded ``features`` ``[B, ...]``.
+
+    The simulator's :func:`~qhead.simulator.amplitude_encode` then its
+    :func:`~qhead.simulator.z_and_x`: the functions (and CPU kernels) the quantum head's
+    Ansatz-1 formula ⟨Z_k⟩ = cos θ_k ⟨Z_k⟩₀ − sin θ_k ⟨X_k⟩₀ is computed from.
+    """
+    return z_and_x(amplitude_encode(features, n_qubits), wires)
+
+
 class TwinFeatures(nn.Module):
     """The fixed quadratic features ``[⟨Z_k⟩₀, ⟨X_k⟩₀]`` of the amplitude-encoded map.
 
     ``[B, C, h, w] -> [B, 2m]``: first the m values ⟨Z_k⟩₀ of the measured wires, then
     the m values ⟨X_k⟩₀, for the state |ψ₀⟩ that encodes the flattened, zero-padded,
-    L2-normalised map (same encoding as the quantum head). No parameters.
+    L2-normalised map (same encoding as the quantum head). No parameters. Like
+    :class:`~qhead.quantum.AEVQC`, it computes in float32 (float64 for float64 input)
+    with autocast disabled, so it runs the quantum head's numerics under AMP too.
     """
 
     def __init__(self, n_qubits: int, wires: list[int]) -> None:
@@ -274,25 +249,11 @@ class TwinFeatures(nn.Module):
         self.wires = list(wires)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        z, x = encoded_zx(features, self.n_qubits, self.wires)
+        dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            flat = features.reshape(features.shape[0], -1).to(dtype)
+            z, x = encoded_zx(flat, self.n_qubits, self.wires)
         return torch.cat([z, x], dim=1)
-
-
-def encoded_zx(
-    features: torch.Tensor, n_qubits: int, wires: list[int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """⟨Z_k⟩₀ and ⟨X_k⟩₀ (each ``[B, m]``) of the amplitude-encoded ``features`` ``[B, ...]``.
-
-    Uses the simulator's encoding and its one-qubit-unitary formula: ⟨X_k⟩ of ψ equals
-    ⟨Z_k⟩ of H_k ψ, evaluated without evolving the state (O(2^n·m)).
-    """
-    from qhead.simulator import amplitude_encode, expval_z, hadamard_matrix, product_expval_z
-
-    state = amplitude_encode(features, n_qubits)
-    h = hadamard_matrix(state.dtype, state.device)
-    z = expval_z(state, wires)
-    x = product_expval_z(state, h.expand(len(wires), 2, 2), wires)
-    return z, x
 
 
 class TwinHead(Head):
@@ -300,9 +261,19 @@ class TwinHead(Head):
 
     Ansatz 1 (one RY(θ_k) per qubit) gives ⟨Z_k⟩ = cos θ_k ⟨Z_k⟩₀ − sin θ_k ⟨X_k⟩₀,
     so the quantum model's first Linear applied to ⟨Z⟩ is a special case of a Linear
-    applied to these 2m features: the twin's model class contains Ansatz 1's. The
-    quantum-only options (ansatz, layers, ...) are accepted and ignored so that a quantum
-    preset becomes its twin by changing only ``head``.
+    applied to these 2m features: the twin's model class contains Ansatz 1's.
+
+    ``ansatz``, ``layers`` and ``ansatz_options`` name the circuit this head is the
+    control of (so a quantum preset becomes its twin by changing only ``head``); they
+    are checked like the quantum head's and kept as :attr:`twin_of`, and
+    :attr:`contains_circuit` says whether the twin's model class contains that
+    circuit's (Ansatz 1, any rotation: yes). They do not change the features. Options
+    that only mean something for a simulated circuit (``shots``, ``backend``,
+    ``freeze_circuit``) are refused.
+
+    Attributes:
+        twin_of: ``(ansatz name, layers, ansatz options)`` of the controlled circuit.
+        contains_circuit: whether that circuit's model class is contained in the twin's.
     """
 
     def __init__(
@@ -312,33 +283,28 @@ class TwinHead(Head):
         measured_wires: int | list[int] | None = None,
         hidden: list[int] | None = None,
         activation: str = "tanh",
-        max_qubits: int = DEFAULT_MAX_QUBITS,
-        ansatz: str | None = None,
-        layers: int | None = None,
+        max_qubits: int = MAX_QUBITS,
+        ansatz: str = "ansatz1",
+        layers: int = 1,
         ansatz_options: dict[str, Any] | None = None,
-        freeze_circuit: bool | None = None,
-        shots: int | None = None,
-        backend: str | None = None,
+        *,
+        circuit: CircuitOptions | None = None,
     ) -> None:
         super().__init__()
-        del ansatz, layers, ansatz_options, freeze_circuit, shots, backend
-        n = _check_qubits(feature_shape, max_qubits)
-        wires = _measured(measured_wires, n)
+        if circuit is None:  # built without validate_head: check the circuit options now
+            circuit = CircuitOptions(
+                ansatz, layers, measured_wires, ansatz_options=ansatz_options or {}, where=_WHERE
+            )
+        n = check_register(tuple(feature_shape), max_qubits, f"{_WHERE}max_qubits")
+        wires = list(wires_in_range(circuit.measured_wires, n, f"{_WHERE}measured_wires"))
         self.n_qubits = n
         self.measured_wires = wires
+        self.twin_of = (circuit.ansatz.name, circuit.layers, circuit.ansatz.options())
+        self.contains_circuit = isinstance(circuit.ansatz, RotationLayers)
         self.encoder = TwinFeatures(n, wires)
         mlp, width = _fc_stack(2 * len(wires), hidden, activation)
         self.pre = nn.Sequential(self.encoder, *mlp)
         self.fc = nn.Linear(width, num_classes)
-
-
-@HEADS.register("classical")
-def _classical(feature_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Head:
-    """The backbone's own head: maxvit-classical for maxvit_t, avg-linear otherwise."""
-    raise ConfigError(
-        "model.head: 'classical' depends on the backbone; build it with build_model, which "
-        "resolves it to maxvit-classical (maxvit_t) or avg-linear (other backbones)"
-    )
 
 
 @HEADS.register("avg-linear")
@@ -399,66 +365,101 @@ def _is_int(value: Any) -> bool:
 
 
 def _check_common_options(options: dict[str, Any]) -> None:
-    """Value checks of the options shared by several heads (no feature shape needed)."""
-    where = "model.head_options"
+    """Value checks of the options that are not circuit options (no feature shape needed)."""
     if "hidden" in options and options["hidden"] is not None:
         hidden = options["hidden"]
         if not isinstance(hidden, (list, tuple)) or any(not _is_int(h) or h < 1 for h in hidden):
             raise ConfigError(
-                f"{where}.hidden: expected a list of positive widths (e.g. [512]), got {hidden!r}"
+                f"{_WHERE}hidden: expected a list of positive widths (e.g. [512]), got {hidden!r}"
             )
     if "activation" in options and options["activation"] not in ACTIVATIONS:
         raise ConfigError(
-            f"{where}.activation: unknown {options['activation']!r}; "
+            f"{_WHERE}activation: unknown {options['activation']!r}; "
             f"allowed: {', '.join(ACTIVATIONS)}"
         )
-    mw = options.get("measured_wires")
-    if mw is not None and not (
-        (_is_int(mw) and mw >= 1)
-        or (isinstance(mw, (list, tuple)) and mw and all(_is_int(w) and w >= 0 for w in mw))
-    ):
-        raise ConfigError(
-            f"{where}.measured_wires: expected a positive integer m or a list of wire "
-            f"indices, got {mw!r}"
-        )
-    if "max_qubits" in options and not (
-        _is_int(options["max_qubits"]) and options["max_qubits"] >= 1
-    ):
-        raise ConfigError(
-            f"{where}.max_qubits: expected a positive integer, got {options['max_qubits']!r}"
-        )
+    if "max_qubits" in options:
+        check_max_qubits(options["max_qubits"], f"{_WHERE}max_qubits")
+    for flag in ("freeze_circuit", "last_bias"):
+        if flag in options and not isinstance(options[flag], bool):
+            raise ConfigError(f"{_WHERE}{flag}: expected true or false, got {options[flag]!r}")
 
 
-def _check_quantum_options(options: dict[str, Any]) -> None:
-    where = "model.head_options"
-    if "layers" in options and not (_is_int(options["layers"]) and options["layers"] >= 1):
-        raise ConfigError(f"{where}.layers: expected an integer >= 1, got {options['layers']!r}")
-    shots = options.get("shots")
-    if shots is not None and not (_is_int(shots) and shots >= 1):
-        raise ConfigError(
-            f"{where}.shots: expected null (exact expectations) or an integer >= 1, got {shots!r}"
-        )
-    if "freeze_circuit" in options and not isinstance(options["freeze_circuit"], bool):
-        raise ConfigError(
-            f"{where}.freeze_circuit: expected true or false, got {options['freeze_circuit']!r}"
-        )
-    ao = options.get("ansatz_options")
-    if ao is not None and not isinstance(ao, dict):
-        raise ConfigError(f"{where}.ansatz_options: expected a mapping, got {ao!r}")
-    try:
-        from qhead.quantum import build_ansatz
-    except ImportError:
-        return  # the quantum layer checks the ansatz when the head is built
-    try:
-        build_ansatz(options.get("ansatz", "ansatz1"), **(ao or {}))
-    except UnknownNameError as error:
-        raise ConfigError(f"{where}.ansatz: {error}") from None
-    except ConfigError as error:
-        raise ConfigError(f"{where}.ansatz_options: {error}") from None
+_CIRCUIT_FIELDS = tuple(
+    f.name for f in dataclasses.fields(CircuitOptions) if f.name != "where"
+)
 
 
-def validate_head(name: str, options: dict[str, Any]) -> None:
-    """Checks a head name and its options without building anything.
+def _takes_circuit(factory: Any) -> bool:
+    parameter = inspect.signature(factory).parameters.get("circuit")
+    return parameter is not None and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A head name and its checked options: what :func:`validate_head` returns.
+
+    ``ModelConfig`` keeps the spec of its head, so ``build_model`` builds from it
+    without checking anything again.
+
+    Attributes:
+        name: a name in :data:`HEADS`, or :data:`CLASSICAL`.
+        options: the factory's keyword options, checked (circuit options excluded).
+        circuit: the checked circuit options, for factories that take ``circuit``.
+    """
+
+    name: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    circuit: CircuitOptions | None = None
+
+    def resolve(self, classical_head: str | None) -> HeadSpec:
+        """The spec of a concrete head: :data:`CLASSICAL` → ``classical_head`` (the
+        backbone's ``Backbone.classical_head``), any other name unchanged.
+
+        Raises:
+            ConfigError: :data:`CLASSICAL` without a backbone to resolve it.
+        """
+        if self.name != CLASSICAL:
+            return self
+        if classical_head is None:
+            raise ConfigError(
+                "model.head: 'classical' depends on the backbone; build it with build_model, "
+                "which resolves it to the backbone's own head (maxvit-classical for "
+                "maxvit_t, avg-linear for other backbones), or name that head"
+            )
+        return HeadSpec(classical_head)
+
+    def build(
+        self,
+        feature_shape: tuple[int, int, int],
+        num_classes: int,
+        classical_head: str | None = None,
+    ) -> Head:
+        """Builds the head for a feature map of shape ``(C, h, w)``.
+
+        Args:
+            feature_shape: ``(C, h, w)``.
+            num_classes: outputs of the final Linear.
+            classical_head: the backbone's own head, what :data:`CLASSICAL` means.
+
+        Raises:
+            ConfigError: only the checks that need the shape (qubits vs. ``max_qubits``,
+                measured wires vs. qubits).
+        """
+        spec = self.resolve(classical_head)
+        extra = {} if spec.circuit is None else {"circuit": spec.circuit}
+        return HEADS.get(spec.name)(tuple(feature_shape), num_classes, **spec.options, **extra)
+
+
+def head_names() -> list[str]:
+    """Every name ``model.head`` accepts: the :data:`HEADS` entries and :data:`CLASSICAL`."""
+    return sorted([*HEADS.names(), CLASSICAL])
+
+
+def validate_head(name: str, options: dict[str, Any]) -> HeadSpec:
+    """Checks a head name and its options without building anything (once per config).
+
+    Returns:
+        The :class:`HeadSpec` to build from.
 
     Raises:
         ConfigError: unknown head (listing the allowed ones), unknown option keys
@@ -468,38 +469,39 @@ def validate_head(name: str, options: dict[str, Any]) -> None:
 
     if not isinstance(name, str):
         raise ConfigError(f"model.head: expected a name, got {name!r}")
-    try:
-        factory = HEADS.get(name)
-    except UnknownNameError as error:
-        raise ConfigError(f"model.head: {error}") from None
-    if name == "classical":
+    if name == CLASSICAL:
         if options:
             raise ConfigError(
                 f"model.head_options: head 'classical' (the backbone's own head) takes no "
                 f"options, got {sorted(options)}; name the concrete head (avg-linear, "
                 "maxvit-classical, ...) to pass options"
             )
-        return
+        return HeadSpec(CLASSICAL)
+    if name not in HEADS:
+        raise ConfigError(
+            f"model.head: unknown head {name!r}; allowed: {', '.join(head_names())}"
+        )
+    factory = HEADS.get(name)
     check_options(factory, options, f"model.head_options (head {name!r})", skip=2)
     _check_common_options(options)
-    if name == "quantum":
-        _check_quantum_options(options)
+    rest = dict(options)
+    circuit = None
+    if _takes_circuit(factory):
+        given = {key: rest.pop(key) for key in _CIRCUIT_FIELDS if key in rest}
+        if given.get("ansatz_options") is None:
+            given.pop("ansatz_options", None)
+        circuit = CircuitOptions(**given, where=_WHERE)
+    return HeadSpec(name, rest, circuit)
 
 
 def build_head(
     name: str, feature_shape: tuple[int, int, int], num_classes: int, options: dict[str, Any]
 ) -> Head:
-    """Builds a registered head for a feature map of shape ``(C, h, w)``.
+    """Checks a head's options (:func:`validate_head`) and builds it for a ``(C, h, w)`` map.
 
     Raises:
         ConfigError: as :func:`validate_head`, plus the checks that need the shape
-            (measured wires vs. qubits, simulator memory).
+            (measured wires vs. qubits, qubits vs. ``max_qubits``); ``classical``, which
+            needs the backbone (use :func:`qhead.models.build_model`).
     """
-    validate_head(name, options)
-    opts = dict(options)
-    try:
-        return HEADS.get(name)(tuple(feature_shape), num_classes, **opts)
-    except ConfigError:
-        raise
-    except TypeError as error:
-        raise ConfigError(f"model.head_options (head {name!r}): {error}") from None
+    return validate_head(name, options).build(feature_shape, num_classes)

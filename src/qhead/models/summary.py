@@ -7,15 +7,14 @@ all 16 presets builds each backbone once.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from torch import nn
 
-from qhead.models.backbones import build_backbone, discover_feature_shape
-from qhead.models.classifier import count_parameters, head_options, resolve_head
+from qhead.models.backbones import discover_feature_shape, make_backbone
+from qhead.models.classifier import count_parameters
 from qhead.models.config import ModelConfig
-from qhead.models.heads import Head, build_head
+from qhead.models.heads import Head
 
 __all__ = ["ModelSummary", "summarize", "summarize_model"]
 
@@ -38,6 +37,8 @@ class ModelSummary:
         parts: trainable parameters per head part, name → count, in order.
         drawing: text drawing of the circuit (quantum head), else "".
         lint: circuit lint findings (quantum head), as messages.
+        twin_of: for the twin, the circuit it is the control of and whether its model
+            class is contained in the twin's (``"ansatz1 D=1 {'gate': 'RY'}; ..."``).
     """
 
     config: ModelConfig
@@ -53,6 +54,7 @@ class ModelSummary:
     parts: dict[str, int] = field(default_factory=dict)
     drawing: str = ""
     lint: list[str] = field(default_factory=list)
+    twin_of: str = ""
 
 
 _BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int, str]] = {}
@@ -60,11 +62,9 @@ _BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int, str]] = {}
 
 def _backbone_facts(cfg: ModelConfig) -> tuple[tuple[int, int, int], int, str]:
     """``(feature_shape, trainable backbone parameters, classical head name)``, cached."""
-    key = json.dumps(
-        [cfg.backbone, cfg.backbone_options, cfg.image_size], sort_keys=True, default=str
-    )
+    key = cfg.backbone_key()
     if key not in _BACKBONE_FACTS:
-        backbone = build_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
+        backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
         shape = discover_feature_shape(backbone, cfg.image_size, cache_key=key)
         _BACKBONE_FACTS[key] = (shape, count_parameters(backbone), backbone.classical_head)
     return _BACKBONE_FACTS[key]
@@ -93,9 +93,17 @@ def _circuit_text(head: Head) -> tuple[str, list[str]]:
 
 
 def summarize_model(
-    cfg: ModelConfig, head: Head, feature_shape, backbone_params: int, with_circuit: bool = False
+    cfg: ModelConfig,
+    head: Head,
+    feature_shape,
+    backbone_params: int,
+    with_circuit: bool = False,
+    head_name: str | None = None,
 ) -> ModelSummary:
-    """Summary of a head built for ``cfg`` on a backbone with ``backbone_params``."""
+    """Summary of a head built for ``cfg`` on a backbone with ``backbone_params``.
+
+    ``head_name`` is the concrete head (``classical`` resolved); default ``cfg.head``.
+    """
     head_params = count_parameters(head)
     circuit = getattr(head, "circuit", None)
     drawing, lint = "", []
@@ -103,7 +111,7 @@ def summarize_model(
         drawing, lint = _circuit_text(head)
     return ModelSummary(
         config=cfg,
-        head_name=resolve_head(cfg),
+        head_name=head_name or cfg.head,
         feature_shape=tuple(feature_shape),
         n_qubits=getattr(head, "n_qubits", None),
         measured_wires=getattr(head, "measured_wires", None),
@@ -115,7 +123,17 @@ def summarize_model(
         parts=_head_parts(head),
         drawing=drawing,
         lint=lint,
+        twin_of=_twin_text(head),
     )
+
+
+def _twin_text(head: Head) -> str:
+    twin_of = getattr(head, "twin_of", None)
+    if twin_of is None:
+        return ""
+    name, layers, options = twin_of
+    contained = "contains" if head.contains_circuit else "does not contain"
+    return f"{name} D={layers} {options}; the twin's model class {contained} that circuit's"
 
 
 def summarize(cfg: ModelConfig, with_circuit: bool = False) -> ModelSummary:
@@ -128,10 +146,8 @@ def summarize(cfg: ModelConfig, with_circuit: bool = False) -> ModelSummary:
     Raises:
         ConfigError: as :func:`qhead.models.build_model`.
     """
-    cfg.validate()
+    spec = cfg.head_spec()  # checked at construction (again only if cfg changed since)
     shape, backbone_params, classical_head = _backbone_facts(cfg)
-    head_name = classical_head if cfg.head == "classical" else cfg.head
-    head = build_head(head_name, shape, cfg.num_classes, head_options(cfg, head_name))
-    summary = summarize_model(cfg, head, shape, backbone_params, with_circuit)
-    summary.head_name = head_name
-    return summary
+    spec = spec.resolve(classical_head)
+    head = spec.build(shape, cfg.num_classes)
+    return summarize_model(cfg, head, shape, backbone_params, with_circuit, spec.name)

@@ -10,54 +10,20 @@ import torch
 from torch import nn
 
 from qhead.errors import ConfigError
-from qhead.quantum.ansatz import Ansatz, build_ansatz, check_ops
+from qhead.quantum.ansatz import Ansatz, check_ops
 from qhead.quantum.lint import CircuitLintWarning, LintWarning, lint_ops
-from qhead.quantum.pennylane_backend import PennyLaneCircuit, parse_backend
-from qhead.simulator import MAX_QUBITS, check_finite_rows, num_qubits, run_encoded_circuit
+from qhead.quantum.options import (
+    CircuitOptions,
+    check_backend,
+    check_register,
+    check_shots,
+    resolve_measured_wires,
+    wires_in_range,
+)
+from qhead.quantum.pennylane_backend import PennyLaneCircuit
+from qhead.simulator import check_finite_rows, num_qubits, run_encoded_circuit
 
 __all__ = ["AEVQC", "resolve_measured_wires"]
-
-
-def resolve_measured_wires(
-    measured_wires: int | Sequence[int] | None, n_qubits: int
-) -> tuple[int, ...]:
-    """None → all n wires; int m → wires 0..m−1; a list → those wires (distinct, in range).
-
-    Raises:
-        ConfigError: naming ``measured_wires`` and the allowed range.
-    """
-    if measured_wires is None:
-        return tuple(range(n_qubits))
-    if isinstance(measured_wires, bool):
-        raise ConfigError(
-            f"measured_wires must be None, an int or a list of ints, got {measured_wires!r}"
-        )
-    if isinstance(measured_wires, int):
-        if not 1 <= measured_wires <= n_qubits:
-            raise ConfigError(
-                f"measured_wires={measured_wires} must be between 1 and n_qubits={n_qubits}"
-            )
-        return tuple(range(measured_wires))
-    try:
-        wires = tuple(int(w) for w in measured_wires)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"measured_wires must be None, an int or a list of ints, got {measured_wires!r}"
-        ) from None
-    if not wires or len(set(wires)) != len(wires) or any(not 0 <= w < n_qubits for w in wires):
-        raise ConfigError(
-            f"measured_wires={list(wires)} must be distinct wires in 0..{n_qubits - 1} "
-            f"(n_qubits={n_qubits}), at least one"
-        )
-    return wires
-
-
-def _check_shots(shots: int | None) -> int | None:
-    if shots is None:
-        return None
-    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise ConfigError(f"shots must be None (exact) or a positive integer, got {shots!r}")
-    return shots
 
 
 class AEVQC(nn.Module):
@@ -81,8 +47,18 @@ class AEVQC(nn.Module):
         generator: optional ``torch.Generator`` for reproducible shot sampling
             (torch backend); for the PennyLane backend use ``seed``.
         seed: device seed for the PennyLane backend with shots.
+        options: already checked :class:`~qhead.quantum.CircuitOptions`, instead of
+            ``ansatz``/``layers``/``measured_wires``/``shots``/``backend``/ansatz options
+            (leave those at their defaults). The caller vouches for ``in_features`` too:
+            the quantum head checks the register size against the feature-map shape.
+            This is how a config-built head avoids checking every rule twice.
         **ansatz_options: passed to the ansatz factory (e.g. ``gate="RX"``,
             ``gates=("RZ", "RY")``, ``entangler="ring"``).
+
+    Raises:
+        ConfigError: a bad argument (one message per rule, see
+            :mod:`qhead.quantum.options`), or a map needing more than
+            :data:`qhead.simulator.MAX_QUBITS` qubits.
 
     Attributes:
         n_qubits: n.
@@ -111,38 +87,43 @@ class AEVQC(nn.Module):
         backend: str = "torch",
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        *,
+        options: CircuitOptions | None = None,
         **ansatz_options,
     ) -> None:
         super().__init__()
-        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
-            raise ConfigError(f"in_features must be a positive integer, got {in_features!r}")
-        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
-            raise ConfigError(f"layers must be an integer ≥ 1, got {layers!r}")
-        n = num_qubits(in_features)
-        if n > MAX_QUBITS:
-            raise ConfigError(
-                f"in_features={in_features} needs {n} qubits: a state of 2^{n} amplitudes per "
-                f"example exceeds the simulator limit of {MAX_QUBITS} qubits "
-                f"(in_features ≤ {2**MAX_QUBITS}); pool or project the features first"
-            )
+        if options is None:
+            options = CircuitOptions(ansatz, layers, measured_wires, shots, backend, ansatz_options)
+            n = check_register(in_features)
+        else:
+            given = (ansatz, layers, measured_wires, shots, backend, ansatz_options)
+            if given != ("ansatz1", 1, None, None, "torch", {}):
+                raise ConfigError(
+                    "AEVQC: give the circuit either as options=CircuitOptions(...) or as "
+                    "ansatz/layers/measured_wires/shots/backend arguments, not both"
+                )
+            n = num_qubits(in_features)
         self.in_features = in_features
         self.n_qubits = n
-        self.layers = layers
-        self.ansatz = build_ansatz(ansatz, **ansatz_options)
-        self.measured_wires = resolve_measured_wires(measured_wires, n)
+        self.layers = options.layers
+        self.ansatz = options.ansatz
+        self.measured_wires = wires_in_range(
+            options.measured_wires, n, f"{options.where}measured_wires"
+        )
         self.out_features = len(self.measured_wires)
-        self._ops = tuple(check_ops(self.ansatz, layers, n))
-        shape = tuple(self.ansatz.shape(layers, n))
+        self._ops = tuple(check_ops(self.ansatz, self.layers, n))
+        shape = tuple(self.ansatz.shape(self.layers, n))
         self.weights = nn.Parameter(torch.rand(shape) * (2 * math.pi))
         self.generator = generator
         self.seed = seed
-        self._shots = _check_shots(shots)
+        self._shots = options.shots
         self._pl: PennyLaneCircuit | None = None
-        self.backend = backend
+        self._use_backend(options.backend, options.backend_parts)
         self.lint: list[LintWarning] = lint_ops(self._ops, n, self.measured_wires)
         for finding in self.lint:
             warnings.warn(
-                f"AEVQC({self.ansatz.name}, D={layers}, n={n}, m={self.out_features}): {finding}",
+                f"AEVQC({self.ansatz.name}, D={self.layers}, n={n}, m={self.out_features}): "
+                f"{finding}",
                 CircuitLintWarning,
                 stacklevel=2,
             )
@@ -167,11 +148,11 @@ class AEVQC(nn.Module):
 
     @backend.setter
     def backend(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise ConfigError(
-                f"backend must be 'torch', 'pennylane' or 'pennylane:<device>', got {value!r}"
-            )
-        name, device = parse_backend(value)
+        self._use_backend(value, check_backend(value))
+
+    def _use_backend(self, value: str, parts: tuple[str, str | None]) -> None:
+        """Switches to the checked backend ``value`` (``parts``: its name and device)."""
+        name, device = parts
         pl = None
         if name == "pennylane":
             pl = PennyLaneCircuit(
@@ -187,7 +168,7 @@ class AEVQC(nn.Module):
 
     @shots.setter
     def shots(self, value: int | None) -> None:
-        self._shots = _check_shots(value)
+        self._shots = check_shots(value)
         if self._pl is not None and self._pl.shots != self._shots:
             self._pl = self._build_pennylane()
 
