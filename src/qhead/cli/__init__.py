@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "reproduce",
     "report",
+    "export_records",
     "shots",
     "resources",
     "export",

@@ -1,8 +1,12 @@
-"""``qhead report RUNS_DIR``: paper-style tables (Markdown, CSV) and plots from finished runs.
+"""``qhead report RUNS_DIR...``: paper-style tables (Markdown, CSV) and plots from finished runs.
 
-Reads every run dir under RUNS_DIR that has a ``final.json`` (as written by ``qhead
-train`` / ``qhead reproduce``) and writes ``report.md``, ``summary.csv``, ``runs.csv``
-and PNG plots to ``--out`` (default ``RUNS_DIR/report``).
+Reads every run dir under the RUNS_DIRs that has a ``final.json`` (as written by ``qhead
+train`` / ``qhead reproduce``, or exported by ``qhead export-records``) and writes
+``report.md``, ``summary.csv``, ``runs.csv`` and PNG plots to ``--out`` (default
+``RUNS_DIR/report`` of the first). Several RUNS_DIRs (shards in separate folders,
+machines that ran different cells, exported records) are merged by cell; a cell found in
+two of them with a different config or different results is refused, naming the cell and
+the difference.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="directory of run dirs")
-    parser.add_argument("--out", help="output dir (default: RUNS_DIR/report)")
+    parser.add_argument("runs_dirs", nargs="+", metavar="RUNS_DIR",
+                        help="directories of run dirs or exported records (merged)")
+    parser.add_argument("--out", help="output dir (default: the first RUNS_DIR/report)")
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="coverage of the paired t intervals (default: 0.95)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
@@ -28,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    files = write_report(args.runs_dir, args.out, args.confidence, plots=not args.no_plots)
+    files = write_report(args.runs_dirs, args.out, args.confidence, plots=not args.no_plots)
     print(files.markdown.read_text())
     print("wrote", files.markdown, files.summary_csv, files.runs_csv, *files.plots, sep="\n  ")
     return 0

@@ -5,9 +5,13 @@ Example::
     qhead reproduce --datasets busi --backbones resnet18 \\
         --heads classical,quantum,flatten-linear,twin --seeds 5 --epochs 50 \\
         --data-root busi=../shared/data/busi --out runs/ --jobs 2
+    qhead reproduce --splits grouped ...         # the leakage-free split (data.split=grouped)
 
 Re-running the same command skips finished cells and resumes interrupted ones;
-``--shard i/K`` runs the i-th of K disjoint parts (for K machines or a job array).
+``--shard i/K`` runs the i-th of K disjoint parts (for K machines or a job array). Each
+cell holds a lock while it trains, so two processes given the same --out (two shards by
+mistake, or the same command twice) never train one cell twice. A split other than the
+paper's gets its own run dirs, ``<out>/<dataset>-<split>/...``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import sys
 from typing import Any
 
 from qhead.errors import ConfigError
-from qhead.experiments.grid import ARMS, GridSpec, parse_overrides, parse_shard, shard_cells
+from qhead.experiments.grid import (
+    ARMS,
+    DEFAULT_SPLIT,
+    GridSpec,
+    parse_overrides,
+    parse_shard,
+    shard_cells,
+)
 from qhead.experiments.runner import format_plan, plan, run_plan, threads_per_job
 
 BUDGET_KEYS: dict[str, tuple[str, ...]] = {
@@ -78,6 +89,7 @@ def grid_from_args(args: argparse.Namespace) -> GridSpec:
         seeds=parse_seeds(args.seeds),
         overrides=overrides,
         data_roots=parse_data_roots(args.data_root),
+        splits=_csv_list(args.splits),
     )
 
 
@@ -95,6 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="classical,quantum",
         help=f"comma list of arms: {', '.join(ARMS)} (default: classical,quantum)",
     )
+    parser.add_argument("--splits", "--split", default=DEFAULT_SPLIT,
+                        help="comma list of dataset splits (data.split): paper (default), "
+                             "grouped (leakage-free, see docs/data.md)")
     parser.add_argument("--seeds", default="3", help="count (5 = seeds 0..4), list or range")
     parser.add_argument("--epochs", type=int, help="budget: epochs (paper: 200)")
     parser.add_argument("--image-size", dest="image_size", type=int,
@@ -134,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"finished {len(outcome.finished)}, skipped {len(outcome.skipped)}, "
         f"failed {len(outcome.failed)}, conflicts {len(outcome.conflicts)}"
+        + (f", busy {len(outcome.busy)} (trained by another process; run again to check)"
+           if outcome.busy else "")
     )
     if outcome.conflicts:
         print("conflicting run dirs were left alone: use another --out, or --overwrite",

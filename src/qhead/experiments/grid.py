@@ -18,10 +18,15 @@ The controls keep everything else of their base preset (backbone, class count, F
 stack of the quantum preset for ``twin``/``frozen``), so each differs from the paper
 model it is compared with in exactly one respect.
 
-Every cell has a stable run dir ``<out>/<dataset>/<backbone>/<arm>/seed<k>`` so that
+A cell also names its **split** of the dataset (``data.split``: ``paper``, the default, or
+e.g. ``grouped``, the leakage-free split of ``docs/data.md``).
+
+Every cell has a stable run dir ``<out>/<dataset>/<backbone>/<arm>/seed<k>`` (paper
+split) or ``<out>/<dataset>-<split>/<backbone>/<arm>/seed<k>`` (any other split) so that
 re-running the same command finds what is finished (skipped), interrupted (resumed)
 or missing (started), and so that ``K`` machines can split one grid by ``--shard i/K``
-without talking to each other.
+without talking to each other. The paper split adds nothing to a cell's overrides, so run
+dirs written before splits existed keep their paths and fingerprints.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ SEED_KEY = "seed"
 """Dotted config key of the training seed."""
 
 DATASET_KEY = "data.name"
+SPLIT_KEY = "data.split"
+"""Dotted config key of the dataset split (the data layer's protocol name)."""
+DEFAULT_SPLIT = "paper"
+"""The split a cell uses when none is named: the paper's own train/test split."""
 DATA_ROOT_KEY = "data.root"
 UNTRACKED_KEYS: tuple[str, ...] = (DATA_ROOT_KEY,)
 """Overrides that do not change what a run computes (paths); ignored when matching runs."""
@@ -146,17 +155,23 @@ def has_preset(name: str) -> bool:
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One training run of a grid."""
+    """One training run of a grid: dataset (and its split), backbone, arm, seed."""
 
     dataset: str
     backbone: str
     arm: str
     seed: int
+    split: str = DEFAULT_SPLIT
+
+    @property
+    def dataset_dir(self) -> str:
+        """``busi`` for the paper split, ``busi-grouped`` for the grouped one."""
+        return self.dataset if self.split == DEFAULT_SPLIT else f"{self.dataset}-{self.split}"
 
     @property
     def key(self) -> str:
         """Stable identifier, also the run dir relative to the grid's output dir."""
-        return f"{self.dataset}/{self.backbone}/{self.arm}/seed{self.seed}"
+        return f"{self.dataset_dir}/{self.backbone}/{self.arm}/seed{self.seed}"
 
     @property
     def base(self) -> str:
@@ -177,7 +192,7 @@ class Cell:
         return {"model.backbone": self.backbone, "model.head": self.base}
 
     def run_dir(self, out: Path | str) -> Path:
-        return Path(out) / self.dataset / self.backbone / self.arm / f"seed{self.seed}"
+        return Path(out) / self.key
 
 
 @dataclass
@@ -194,6 +209,8 @@ class GridSpec:
         data_roots: where each dataset lives, ``{"busi": "/data/busi"}``; becomes the
             cell's ``data.root`` but is not part of its identity (a grid copied to another
             machine with the data elsewhere is still recognised as finished).
+        splits: dataset splits (``["paper"]``, ``["paper", "grouped"]``); a ``data.split``
+            in ``overrides`` is taken as the grid's one split.
     """
 
     datasets: list[str] = field(default_factory=list)
@@ -202,9 +219,20 @@ class GridSpec:
     seeds: list[int] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
     data_roots: dict[str, str] = field(default_factory=dict)
+    splits: list[str] = field(default_factory=lambda: [DEFAULT_SPLIT])
 
     def __post_init__(self) -> None:
-        for name in ("datasets", "backbones", "arms", "seeds"):
+        if SPLIT_KEY in self.overrides:
+            # one place for the split: the cell (so that it names the run dir)
+            value = str(self.overrides[SPLIT_KEY])
+            if list(self.splits) not in ([DEFAULT_SPLIT], [value]):
+                raise ConfigError(
+                    f"{SPLIT_KEY}={value} and splits {list(self.splits)}: name the splits once "
+                    "(qhead reproduce --splits paper,grouped)"
+                )
+            self.overrides = {k: v for k, v in self.overrides.items() if k != SPLIT_KEY}
+            self.splits = [value]
+        for name in ("datasets", "backbones", "arms", "seeds", "splits"):
             values = getattr(self, name)
             if not values:
                 raise ConfigError(f"{name}: the grid needs at least one value")
@@ -212,19 +240,23 @@ class GridSpec:
                 raise ConfigError(f"{name}: duplicate values in {values!r}")
         for arm in self.arms:
             arm_spec(arm)
+        for split in self.splits:
+            if not isinstance(split, str) or not split.strip() or "/" in split:
+                raise ConfigError(f"splits: expected split names such as 'paper', got {split!r}")
         for seed in self.seeds:
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise ConfigError(f"seeds: expected non-negative integers, got {seed!r}")
 
     def cells(self) -> list[Cell]:
-        """All cells in canonical order (dataset, backbone, seed, arm as given).
+        """All cells in canonical order (dataset, split, backbone, seed, arm as given).
 
         Seeds vary slower than arms so that a partial grid (or one shard) holds
         complete paired comparisons early.
         """
         return [
-            Cell(d, b, a, s)
+            Cell(d, b, a, s, split)
             for d in self.datasets
+            for split in self.splits
             for b in self.backbones
             for s in self.seeds
             for a in self.arms
@@ -233,6 +265,8 @@ class GridSpec:
     def cell_overrides(self, cell: Cell) -> dict[str, Any]:
         """All dotted overrides of a cell on top of its preset (arm, then grid, then seed)."""
         merged: dict[str, Any] = {DATASET_KEY: cell.dataset, **cell.base_overrides()}
+        if cell.split != DEFAULT_SPLIT:
+            merged[SPLIT_KEY] = cell.split
         merged.update(arm_spec(cell.arm).overrides)
         merged.update(self.overrides)
         merged[SEED_KEY] = cell.seed
@@ -391,6 +425,7 @@ def cell_record(cell: Cell, overrides: Mapping[str, Any]) -> dict[str, Any]:
         "backbone": cell.backbone,
         "arm": cell.arm,
         "seed": cell.seed,
+        "split": cell.split,
         "preset": cell.preset,
         "base": cell.base,
         "overrides": {k: overrides[k] for k in sorted(overrides)},

@@ -1,10 +1,14 @@
 """``qhead report``: paper-style tables (Markdown + CSV) and plots from a directory of runs.
 
-Layout follows the paper's Tables 3–4 (one table per backbone, rows = dataset × model,
-columns Params*, accuracy, macro-F1), extended with what a single run per cell cannot
-show: mean ± sample std over seeds (``n`` given), the seed-paired difference of every
-arm to the classical model with a 95 % Student-t interval, the paper's reported numbers
-beside ours, and the budget the runs were trained with.
+Layout follows the paper's Tables 3–4 (one table per backbone and split, rows = dataset ×
+model, columns Params*, accuracy, macro-F1), extended with what a single run per cell
+cannot show: mean ± sample std over seeds (``n`` given), the best test accuracy over
+epochs beside the last-epoch one (labelled optimistic: it is selected on the test split),
+the seed-paired difference of every arm to the classical model with a 95 % Student-t
+interval, the paper's reported numbers beside ours, and the budget the runs were trained
+with. When a dataset was run on more than one split (the paper's and the grouped,
+leakage-free one), a second table puts the splits side by side, with quantum − classical
+on each.
 """
 
 from __future__ import annotations
@@ -17,24 +21,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qhead.engine import record as run_record
 from qhead.errors import DataError
-from qhead.experiments.grid import DATASET_KEY, REFERENCE_ARM, SEED_KEY, UNTRACKED_KEYS
+from qhead.experiments.grid import (
+    DATASET_KEY,
+    DEFAULT_SPLIT,
+    REFERENCE_ARM,
+    SEED_KEY,
+    SPLIT_KEY,
+    UNTRACKED_KEYS,
+)
 from qhead.experiments.paper import BACKBONE_TITLES, DATASET_TITLES, PaperCell, paper_cell
 from qhead.experiments.results import (
+    EXECUTION_KEYS,
     RunResult,
     arm_order,
     arm_overrides,
     collect_runs,
-    read_metrics_csv,
 )
 from qhead.experiments.stats import PairedDifference, Summary, paired_difference, summarize
 
 PAPER_BUDGET = "paper: 200 epochs, 224×224, batch 32, Adam lr 1e-3, one run per cell"
 METRICS = (("accuracy", "Acc"), ("macro_f1", "macro-F1"))
-NOT_BUDGET = frozenset(
-    {"data.num_workers", "plots", "tensorboard", "progress", "threads", "device", "out"}
+NOT_BUDGET = EXECUTION_KEYS | {SPLIT_KEY}
+"""Overrides that change how a run is executed or logged, not what it computes (and the
+split, which every table names in its heading)."""
+OPTIMISTIC = (
+    "best-epoch Acc = the highest test accuracy over the epochs (`metrics.csv`), i.e. the "
+    "model selected on the test split: what a paper that selects on its test split would "
+    "print; optimistic, not a result"
 )
-"""Overrides that change how a run is executed or logged, not what it computes."""
 
 
 @dataclass
@@ -52,6 +68,8 @@ class ArmRow:
     diff_accuracy: PairedDifference | None
     diff_macro_f1: PairedDifference | None
     budget: str
+    split: str = DEFAULT_SPLIT
+    best_accuracy: Summary | None = None
 
     @property
     def seeds(self) -> list[int]:
@@ -81,21 +99,32 @@ def budget_line(runs: Sequence[RunResult]) -> str:
     return "budget: " + ", ".join(parts)
 
 
+def split_title(dataset: str, split: str) -> str:
+    """How a table names a run's split: ``paper split`` for the paper's datasets, ``default
+    split`` for the others (their own seeded split), else the split's name."""
+    if split == DEFAULT_SPLIT:
+        return "paper split" if dataset in DATASET_TITLES else "default split"
+    return f"{split} split"
+
+
 def aggregate(runs: Sequence[RunResult], confidence: float = 0.95) -> list[ArmRow]:
-    """Groups runs by (dataset, backbone, arm) and pairs each arm with the classical one."""
-    by_arm: dict[tuple[str, str, str], list[RunResult]] = defaultdict(list)
+    """Groups runs by (dataset, split, backbone, arm) and pairs each arm with the classical
+    one of the same dataset, split and backbone."""
+    by_arm: dict[tuple[str, str, str, str], list[RunResult]] = defaultdict(list)
     for run in runs:
-        by_arm[(run.dataset, run.backbone, run.arm)].append(run)
+        by_arm[(run.dataset, run.backbone, run.arm, run.split)].append(run)
     for key, group in by_arm.items():
         seeds = [r.seed for r in group]
         if len(seeds) != len(set(seeds)):
             dirs = ", ".join(str(r.run_dir) for r in group)
             raise DataError(f"{'/'.join(key)}: the same seed appears twice among {dirs}")
     rows: list[ArmRow] = []
-    for (dataset, backbone, arm), group in sorted(
-        by_arm.items(), key=lambda kv: (kv[0][0], kv[0][1], arm_order(kv[0][2]))
+    for (dataset, backbone, arm, split), group in sorted(
+        by_arm.items(),
+        key=lambda kv: (kv[0][0], kv[0][3] != DEFAULT_SPLIT, kv[0][3], kv[0][1],
+                        arm_order(kv[0][2])),
     ):
-        reference = by_arm.get((dataset, backbone, REFERENCE_ARM))
+        reference = by_arm.get((dataset, backbone, REFERENCE_ARM, split))
         diffs: dict[str, PairedDifference | None] = {"accuracy": None, "macro_f1": None}
         if reference is not None and arm != REFERENCE_ARM:
             for metric in diffs:
@@ -105,7 +134,9 @@ def aggregate(runs: Sequence[RunResult], confidence: float = 0.95) -> list[ArmRo
                     confidence,
                 )
         params = {r.params_head for r in group if r.params_head is not None}
-        paper_arm = arm if arm in ("classical", "quantum") else ""
+        # the paper's numbers are of its own split only
+        paper_arm = arm if arm in ("classical", "quantum") and split == DEFAULT_SPLIT else ""
+        best = [r.best_accuracy for r in group if r.best_accuracy is not None]
         rows.append(
             ArmRow(
                 dataset=dataset,
@@ -119,6 +150,8 @@ def aggregate(runs: Sequence[RunResult], confidence: float = 0.95) -> list[ArmRo
                 diff_accuracy=diffs["accuracy"],
                 diff_macro_f1=diffs["macro_f1"],
                 budget=budget_line(group),
+                split=split,
+                best_accuracy=summarize(best) if best else None,
             )
         )
     return rows
@@ -132,22 +165,131 @@ def _int(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def _where(row: ArmRow, splits_named: bool) -> str:
+    title = f"{DATASET_TITLES.get(row.dataset, row.dataset)}"
+    if splits_named:
+        title += f" ({split_title(row.dataset, row.split)})"
+    return title + ", " + BACKBONE_TITLES.get(row.backbone, row.backbone)
+
+
 def conclusions(rows: Sequence[ArmRow]) -> list[str]:
     """One sentence per (arm − classical, metric) comparison."""
+    splits_named = any(r.split != DEFAULT_SPLIT for r in rows)
     lines = []
     for row in rows:
         for metric, label in METRICS:
             diff = getattr(row, f"diff_{metric}")
             if diff is not None:
-                title = f"{DATASET_TITLES.get(row.dataset, row.dataset)}, " + BACKBONE_TITLES.get(
-                    row.backbone, row.backbone
-                )
-                lines.append(f"{title}: " + diff.conclusion(row.arm, REFERENCE_ARM, label))
+                lines.append(f"{_where(row, splits_named)}: "
+                             + diff.conclusion(row.arm, REFERENCE_ARM, label))
     return lines
 
 
+def _diff(diff: PairedDifference | None) -> str:
+    return diff.format() if diff else "—"
+
+
+def _main_table(sub: Sequence[ArmRow], backbone: str, split: str) -> list[str]:
+    table = {"resnet18": "Table 3", "maxvit_t": "Table 4"}.get(backbone)
+    where = f"layout of the paper's {table}" if table else "backbone not in the paper"
+    splits = sorted({split_title(r.dataset, r.split) for r in sub})
+    out = [f"## {BACKBONE_TITLES.get(backbone, backbone)}, {' / '.join(splits)} ({where})", ""]
+    for line in sorted({f"- {DATASET_TITLES.get(r.dataset, r.dataset)} runs "
+                        f"({split_title(r.dataset, r.split)}), {r.budget}" for r in sub}):
+        out.append(line)
+    if split == DEFAULT_SPLIT:
+        out.append(f"- {PAPER_BUDGET}")
+    else:
+        out.append("- paper columns: none (the paper reports its own split only)")
+    out.append("")
+    out.append(
+        "| Dataset | Model | Params* | n | Acc | macro-F1 | best-epoch Acc (optimistic) "
+        "| Δ Acc vs classical [95% CI] | Δ F1 vs classical [95% CI] | paper Params* "
+        "| paper Acc | paper F1 |"
+    )
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in sub:
+        cells = [
+            DATASET_TITLES.get(row.dataset, row.dataset),
+            row.arm,
+            _int(row.params_head),
+            str(row.accuracy.n),
+            row.accuracy.format(),
+            row.macro_f1.format(),
+            _best(row),
+            _diff(row.diff_accuracy),
+            _diff(row.diff_macro_f1),
+            _int(row.paper.params) if row.paper else "—",
+            _pct(row.paper.accuracy) if row.paper else "—",
+            _pct(row.paper.macro_f1) if row.paper else "—",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def _best(row: ArmRow) -> str:
+    best = row.best_accuracy
+    if best is None:
+        return "—"
+    # fewer runs than the row means some runs have no metrics.csv
+    return best.format() + ("" if best.n == row.accuracy.n else f" (n={best.n})")
+
+
+def split_comparison(rows: Sequence[ArmRow]) -> list[str]:
+    """Markdown: for each (dataset, backbone) run on several splits, the splits side by
+    side (absolute numbers, then every arm − classical difference on each split)."""
+    groups: dict[tuple[str, str], list[ArmRow]] = defaultdict(list)
+    for row in rows:
+        groups[(row.dataset, row.backbone)].append(row)
+    out: list[str] = []
+    for (dataset, backbone), group in groups.items():
+        splits = list(dict.fromkeys(r.split for r in group))
+        if len(splits) < 2:
+            continue
+        names = [split_title(dataset, s) for s in splits]
+        by = {(r.arm, r.split): r for r in group}
+        arms = [a for a in dict.fromkeys(r.arm for r in group)
+                if all((a, s) in by for s in splits)]
+        title = (f"{DATASET_TITLES.get(dataset, dataset)}, "
+                 f"{BACKBONE_TITLES.get(backbone, backbone)}: " + " vs ".join(names))
+        out += [f"## {title}", ""]
+        for split, name in zip(splits, names, strict=True):
+            budgets = sorted({r.budget for r in group if r.split == split})
+            out.append(f"- {name}, " + "; ".join(budgets))
+        out += [
+            "- does removing leakage change the numbers, and quantum − classical? "
+            "Last-epoch test metrics in %, mean ± std over seeds; Δ rows: seed-paired "
+            "difference to classical with its 95 % CI",
+            "",
+        ]
+        header = ["Model", "n"]
+        for metric in ("Acc", "macro-F1", "best-epoch Acc (optimistic)"):
+            header += [f"{metric}, {name}" for name in names]
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|---|---:|" + "---:|" * (len(header) - 2))
+        for arm in arms:
+            cells = [arm, " / ".join(str(by[(arm, s)].accuracy.n) for s in splits)]
+            cells += [by[(arm, s)].accuracy.format() for s in splits]
+            cells += [by[(arm, s)].macro_f1.format() for s in splits]
+            cells += [_best(by[(arm, s)]) for s in splits]
+            out.append("| " + " | ".join(cells) + " |")
+        for arm in arms:
+            if arm == REFERENCE_ARM or not all(by[(arm, s)].diff_accuracy for s in splits):
+                continue
+            cells = [f"Δ {arm} − {REFERENCE_ARM}",
+                     " / ".join(str(by[(arm, s)].diff_accuracy.n) for s in splits)]  # type: ignore[union-attr]
+            cells += [_diff(by[(arm, s)].diff_accuracy) for s in splits]
+            cells += [_diff(by[(arm, s)].diff_macro_f1) for s in splits]
+            cells += ["" for _ in splits]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str:
-    """The report as Markdown: one table per backbone, budget lines, conclusions."""
+    """The report as Markdown: one table per backbone and split, budget lines, the splits
+    side by side, conclusions."""
     out = ["# qhead report", ""]
     out.append(
         "Accuracy and macro-F1 on the test set in %, mean ± sample std (ddof=1) over "
@@ -155,48 +297,16 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
         "points, with its 95 % Student-t interval; an interval that excludes 0 is a "
         "significant difference. Each run contributes its last epoch's test metrics "
         "(`final.json`; no model selection on the test split). "
+        f"{OPTIMISTIC}. "
         "Params* = trainable parameters after the backbone. "
         f"Paper columns: as printed in the paper ({PAPER_BUDGET})."
     )
     out.append("")
-    backbones = list(dict.fromkeys(r.backbone for r in rows))
-    for backbone in backbones:
-        sub = [r for r in rows if r.backbone == backbone]
-        table = {"resnet18": "Table 3", "maxvit_t": "Table 4"}.get(backbone)
-        where = f"layout of the paper's {table}" if table else "backbone not in the paper"
-        out.append(f"## {BACKBONE_TITLES.get(backbone, backbone)} ({where})")
-        out.append("")
-        for line in sorted({f"- {DATASET_TITLES.get(r.dataset, r.dataset)} runs, {r.budget}"
-                            for r in sub}):
-            out.append(line)
-        out.append(f"- {PAPER_BUDGET}")
-        out.append("")
-        out.append(
-            "| Dataset | Model | Params* | n | Acc | macro-F1 | Δ Acc vs classical [95% CI] "
-            "| Δ F1 vs classical [95% CI] | paper Params* | paper Acc | paper F1 |"
-        )
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for row in sub:
-            out.append(
-                "| "
-                + " | ".join(
-                    [
-                        DATASET_TITLES.get(row.dataset, row.dataset),
-                        row.arm,
-                        _int(row.params_head),
-                        str(row.accuracy.n),
-                        row.accuracy.format(),
-                        row.macro_f1.format(),
-                        row.diff_accuracy.format() if row.diff_accuracy else "—",
-                        row.diff_macro_f1.format() if row.diff_macro_f1 else "—",
-                        _int(row.paper.params) if row.paper else "—",
-                        _pct(row.paper.accuracy) if row.paper else "—",
-                        _pct(row.paper.macro_f1) if row.paper else "—",
-                    ]
-                )
-                + " |"
-            )
-        out.append("")
+    tables = list(dict.fromkeys((r.backbone, r.split) for r in rows))
+    for backbone, split in tables:
+        sub = [r for r in rows if r.backbone == backbone and r.split == split]
+        out += _main_table(sub, backbone, split)
+    out += split_comparison(rows)
     mixed = sorted({f"{r.dataset}/{r.backbone}" for r in rows if "|" in r.budget})
     if mixed:
         out.append(
@@ -212,7 +322,9 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
         out.extend(f"- {line}" for line in lines)
         out.append("")
     unpaired = [
-        f"{r.dataset}/{r.backbone}/{r.arm}: seeds {sorted(set(r.seeds) - set(d.seeds))} "
+        f"{r.dataset}/{r.backbone}/{r.arm}"
+        + (f" ({split_title(r.dataset, r.split)})" if r.split != DEFAULT_SPLIT else "")
+        + f": seeds {sorted(set(r.seeds) - set(d.seeds))} "
         "have no classical run with the same seed"
         for r in rows
         for d in [r.diff_accuracy]
@@ -232,6 +344,7 @@ CSV_COLUMNS = (
     "dacc_n", "dacc_mean", "dacc_low", "dacc_high", "dacc_significant",
     "df1_n", "df1_mean", "df1_low", "df1_high", "df1_significant",
     "paper_params", "paper_acc", "paper_f1", "budget",
+    "split", "best_acc_n", "best_acc_mean", "best_acc_std",
 )  # fmt: skip
 
 
@@ -258,6 +371,10 @@ def csv_rows(rows: Sequence[ArmRow]) -> list[dict[str, Any]]:
             "paper_acc": _num(row.paper.accuracy) if row.paper else "",
             "paper_f1": _num(row.paper.macro_f1) if row.paper else "",
             "budget": row.budget,
+            "split": row.split,
+            "best_acc_n": row.best_accuracy.n if row.best_accuracy else "",
+            "best_acc_mean": _num(row.best_accuracy.mean) if row.best_accuracy else "",
+            "best_acc_std": _num(row.best_accuracy.std) if row.best_accuracy else "",
         }
         for prefix, diff in (("dacc", row.diff_accuracy), ("df1", row.diff_macro_f1)):
             record[f"{prefix}_n"] = diff.n if diff else ""
@@ -311,9 +428,7 @@ def plot_scores(rows: Sequence[ArmRow], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     row0 = rows[0]
     fig.suptitle(
-        f"{DATASET_TITLES.get(row0.dataset, row0.dataset)} / "
-        f"{BACKBONE_TITLES.get(row0.backbone, row0.backbone)}: dots = seeds, "
-        "bar = mean ± std, × = paper",
+        f"{_figure_title(row0)}: dots = seeds, bar = mean ± std, × = paper",
         fontsize=9,
     )
     fig.text(0.01, 0.01, row0.budget, fontsize=7)
@@ -322,54 +437,70 @@ def plot_scores(rows: Sequence[ArmRow], path: Path) -> None:
     plt.close(fig)
 
 
-CURVE_COLUMNS = ("train_loss", "test_loss", "test_acc", "test_macro_f1")
-"""metrics.csv columns plotted as learning curves (the engine's names), in this order."""
+CURVE_COLUMNS = (
+    run_record.TRAIN_LOSS, run_record.TEST_LOSS, run_record.TEST_ACC, run_record.TEST_MACRO_F1,
+)  # fmt: skip
+"""metrics.csv columns plotted as learning curves, in this order."""
 
 
-def _curve_columns(columns: dict[str, list[float]]) -> list[str]:
-    wanted = [c for c in CURVE_COLUMNS if c in columns]
-    if not wanted:  # another writer's names: anything that looks like a loss or a score
-        wanted = [c for c in columns if c != "epoch" and ("loss" in c or "acc" in c or "f1" in c)]
-    return wanted[:4]
+def _curve(runs: Sequence[RunResult], column: str) -> tuple[list[int], list[float], list[float]]:
+    """Epochs, mean and sample std (0 for one seed) of a metrics.csv column over runs, at
+    the epochs every run that has the column recorded."""
+    series = [dict(r.record.column(column)) for r in runs if r.record is not None]
+    series = [values for values in series if values]
+    if not series:
+        return [], [], []
+    epochs = sorted(set.intersection(*(set(v) for v in series)))
+    means, stds = [], []
+    for epoch in epochs:
+        summary = summarize([v[epoch] for v in series])
+        means.append(summary.mean)
+        stds.append(summary.std if summary.n > 1 else 0.0)
+    return epochs, means, stds
 
 
 def plot_curves(rows: Sequence[ArmRow], path: Path) -> bool:
-    """Learning curves from each run's ``metrics.csv``, one colour per arm.
+    """Learning curves from each run's ``metrics.csv``: per arm, the mean over seeds with a
+    ± one-std band.
 
     Returns:
         False (and writes nothing) if no run has a usable ``metrics.csv``.
     """
     curves = {
-        (row.arm, run.seed): read_metrics_csv(run.run_dir) for row in rows for run in row.runs
+        (row.arm, column): _curve(row.runs, column) for row in rows for column in CURVE_COLUMNS
     }
-    columns: list[str] = []
-    for data in curves.values():
-        for name in _curve_columns(data):
-            if name not in columns:
-                columns.append(name)
-    columns = columns[:4]
+    columns = [c for c in CURVE_COLUMNS if any(curves[(r.arm, c)][0] for r in rows)]
     if not columns:
         return False
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3.4), squeeze=False)
-    colours = {row.arm: f"C{i}" for i, row in enumerate(rows)}
     for ax, name in zip(axes[0], columns, strict=True):
-        labelled: set[str] = set()
-        for (arm, _seed), data in curves.items():
-            if name not in data:
+        for i, row in enumerate(rows):
+            epochs, means, stds = curves[(row.arm, name)]
+            if not epochs:
                 continue
-            xs = data.get("epoch", list(range(1, len(data[name]) + 1)))
-            ax.plot(xs, data[name], color=colours[arm], alpha=0.7, lw=1,
-                    label=arm if arm not in labelled else None)
-            labelled.add(arm)
+            colour = f"C{i}"
+            low = [m - s for m, s in zip(means, stds, strict=True)]
+            high = [m + s for m, s in zip(means, stds, strict=True)]
+            ax.plot(epochs, means, color=colour, lw=1.2, label=f"{row.arm} (n={row.accuracy.n})")
+            ax.fill_between(epochs, low, high, color=colour, alpha=0.2, lw=0)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    row0 = rows[0]
+    fig.suptitle(f"{_figure_title(row0)}: mean ± std over seeds", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _figure_title(row: ArmRow) -> str:
+    return (f"{DATASET_TITLES.get(row.dataset, row.dataset)} "
+            f"({split_title(row.dataset, row.split)}) / "
+            f"{BACKBONE_TITLES.get(row.backbone, row.backbone)}")
 
 
 def plot_confusions(rows: Sequence[ArmRow], path: Path) -> bool:
@@ -412,7 +543,8 @@ def plot_confusions(rows: Sequence[ArmRow], path: Path) -> bool:
         ax.set_title(f"{arm} (sum over {count} seed{'s' if count > 1 else ''})", fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-    fig.tight_layout()
+    fig.suptitle(f"{_figure_title(rows[0])}: last-epoch test confusion", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -428,24 +560,37 @@ class ReportFiles:
     plots: list[Path]
 
 
-def write_report(runs_dir: Path | str, out: Path | str | None = None,
-                 confidence: float = 0.95, plots: bool = True) -> ReportFiles:
-    """Reads every finished run under ``runs_dir`` and writes the report files.
+def _stem(row: ArmRow) -> str:
+    name = row.dataset if row.split == DEFAULT_SPLIT else f"{row.dataset}-{row.split}"
+    return f"{name}_{row.backbone}"
 
-    Writes ``report.md``, ``summary.csv`` (one row per dataset × backbone × arm),
+
+def write_report(runs_dirs: Path | str | Sequence[Path | str], out: Path | str | None = None,
+                 confidence: float = 0.95, plots: bool = True) -> ReportFiles:
+    """Reads every finished run under one or several runs dirs and writes the report files.
+
+    Several dirs (shards, machines, exported records) are merged by cell; a cell found in
+    two of them with a different config or different results is refused
+    (:func:`~qhead.experiments.results.merge_runs`).
+
+    Writes ``report.md``, ``summary.csv`` (one row per dataset × split × backbone × arm),
     ``runs.csv`` (one row per run) and, with ``plots``, ``scores_<d>_<b>.png``,
     ``curves_<d>_<b>.png`` and ``confusion_<d>_<b>.png`` into ``out`` (default:
-    ``<runs_dir>/report``).
+    ``<first runs dir>/report``); ``<d>`` is ``<dataset>-<split>`` for a split other than
+    the paper's.
 
     Raises:
-        DataError: if ``runs_dir`` holds no finished run.
+        DataError: if the dirs hold no finished run, or cells conflict.
     """
-    runs_dir = Path(runs_dir)
-    out_dir = Path(out) if out is not None else runs_dir / "report"
-    runs, problems = collect_runs(runs_dir)
+    roots = [Path(runs_dirs)] if isinstance(runs_dirs, (str, Path)) else list(map(Path, runs_dirs))
+    if not roots:
+        raise DataError("no runs dir given")
+    out_dir = Path(out) if out is not None else roots[0] / "report"
+    runs, problems = collect_runs(roots)
     if not runs:
         detail = f" ({len(problems)} unfinished/unreadable: {problems[0]} ...)" if problems else ""
-        raise DataError(f"{runs_dir}: no finished run (no readable final.json){detail}")
+        where = ", ".join(map(str, roots))
+        raise DataError(f"{where}: no finished run (no readable final.json){detail}")
     rows = aggregate(runs, confidence)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "report.md"
@@ -455,24 +600,26 @@ def write_report(runs_dir: Path | str, out: Path | str | None = None,
     runs_csv = out_dir / "runs.csv"
     _write_csv(
         runs_csv,
-        ("dataset", "backbone", "arm", "seed", "accuracy", "macro_f1", "params_head", "run_dir"),
+        ("dataset", "backbone", "arm", "seed", "accuracy", "macro_f1", "params_head", "run_dir",
+         "split", "best_accuracy", "best_epoch"),
         [
             {
                 "dataset": r.dataset, "backbone": r.backbone, "arm": r.arm, "seed": r.seed,
                 "accuracy": _num(r.accuracy), "macro_f1": _num(r.macro_f1),
                 "params_head": "" if r.params_head is None else r.params_head,
-                "run_dir": str(r.run_dir),
+                "run_dir": str(r.run_dir), "split": r.split,
+                "best_accuracy": _num(r.best_accuracy),
+                "best_epoch": "" if r.best_epoch is None else r.best_epoch,
             }
             for r in runs
         ],
     )
     written: list[Path] = []
     if plots:
-        groups: dict[tuple[str, str], list[ArmRow]] = defaultdict(list)
+        groups: dict[str, list[ArmRow]] = defaultdict(list)
         for row in rows:
-            groups[(row.dataset, row.backbone)].append(row)
-        for (dataset, backbone), group in groups.items():
-            stem = f"{dataset}_{backbone}"
+            groups[_stem(row)].append(row)
+        for stem, group in groups.items():
             path = out_dir / f"scores_{stem}.png"
             plot_scores(group, path)
             written.append(path)

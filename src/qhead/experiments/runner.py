@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qhead.engine.record import LOG_FILE, write_cell_record
+from qhead.engine.record import LOCK_FILE, LOG_FILE, write_cell_record
 from qhead.errors import ConfigError
 from qhead.experiments.grid import (
     Cell,
@@ -27,6 +27,7 @@ from qhead.experiments.grid import (
     cell_status,
     format_override,
 )
+from qhead.experiments.locks import CellLock
 
 
 @dataclass
@@ -150,12 +151,17 @@ class RunOutcome:
 
 @dataclass
 class GridOutcome:
-    """What :func:`run_plan` did."""
+    """What :func:`run_plan` did.
+
+    ``busy`` holds the cells another process was training (their lock was taken): left
+    to it, neither trained here nor failed.
+    """
 
     finished: list[RunOutcome] = field(default_factory=list)
     failed: list[RunOutcome] = field(default_factory=list)
     skipped: list[PlannedCell] = field(default_factory=list)
     conflicts: list[PlannedCell] = field(default_factory=list)
+    busy: list[PlannedCell] = field(default_factory=list)
 
 
 def _environment(threads: int) -> dict[str, str]:
@@ -164,6 +170,47 @@ def _environment(threads: int) -> dict[str, str]:
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(threads)
     return env
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Deletes a run dir's content but its lock file (which this process holds)."""
+    for path in run_dir.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _claim(
+    item: PlannedCell, overwrite: bool, outcome: GridOutcome, echo: Callable[[str], None]
+) -> tuple[PlannedCell, CellLock] | None:
+    """Locks a cell and decides again under the lock what to do with it (another process
+    may have finished or started it since the plan was made); ``None`` if it is not ours
+    to train."""
+    lock = CellLock(item.run_dir)
+    if not lock.acquire():
+        outcome.busy.append(item)
+        echo(f"busy     {item.cell.key}: being trained by another process ({lock.owner()})")
+        return None
+    status = cell_status(item.run_dir, item.cell, item.overrides)
+    item = PlannedCell(item.cell, item.run_dir, item.overrides, status)
+    if status.state == "done":
+        lock.release()
+        outcome.skipped.append(item)
+        echo(f"skip     {item.cell.key}: finished by another process")
+        return None
+    if status.state == "conflict":
+        if not overwrite:
+            lock.release()
+            outcome.conflicts.append(item)
+            echo(f"conflict {item.cell.key}: " + "; ".join(item.status.reasons))
+            return None
+        _clear_run_dir(item.run_dir)
+        item = PlannedCell(item.cell, item.run_dir, item.overrides, CellStatus("new"))
+    write_cell_record(item.run_dir, cell_record(item.cell, item.overrides))
+    return item, lock
 
 
 def run_plan(
@@ -178,6 +225,12 @@ def run_plan(
     in_process: bool = False,
 ) -> GridOutcome:
     """Trains every cell that is not finished, ``jobs`` processes at a time.
+
+    Each cell is locked (:class:`~qhead.experiments.locks.CellLock`) before it is touched
+    and its status is decided again under the lock, so several grid processes may share
+    one output dir: a cell is trained by one of them only, the others skip it (``busy``
+    while it runs, ``skipped`` once finished). The training subprocess inherits the lock,
+    so it stays held while it runs even if this process dies.
 
     Args:
         planned: the plan from :func:`plan`.
@@ -205,46 +258,57 @@ def run_plan(
             outcome.conflicts.append(item)
             echo(f"conflict {item.cell.key}: " + "; ".join(item.status.reasons))
         else:
-            if item.status.state == "conflict":
-                shutil.rmtree(item.run_dir)
-                item = PlannedCell(item.cell, item.run_dir, item.overrides, CellStatus("new"))
             queue.append(item)
     total = len(queue)
+    if in_process and jobs != 1:
+        raise ConfigError("--jobs: in-process training runs one cell at a time (jobs=1)")
+    number = 0
     if in_process:
-        if jobs != 1:
-            raise ConfigError("--jobs: in-process training runs one cell at a time (jobs=1)")
-        for number, item in enumerate(queue, start=1):
-            write_cell_record(item.run_dir, cell_record(item.cell, item.overrides))
-            echo(f"[{number}/{total}] {item.action} {item.cell.key} (in process)")
-            t0 = time.monotonic()
-            log = item.run_dir / LOG_FILE
-            code = train_in_process(item, threads, log)
+        for item in queue:
+            claimed = _claim(item, overwrite, outcome, echo)
+            if claimed is None:
+                continue
+            item, lock = claimed
+            number += 1
+            with lock:
+                echo(f"[{number}/{total}] {item.action} {item.cell.key} (in process)")
+                t0 = time.monotonic()
+                log = item.run_dir / LOG_FILE
+                code = train_in_process(item, threads, log)
             _record(outcome, RunOutcome(item, code, time.monotonic() - t0, log), echo)
         return outcome
-    running: list[tuple[PlannedCell, subprocess.Popen, float, Path, Any]] = []
-    started = 0
+    running: list[tuple[PlannedCell, subprocess.Popen, float, Path, Any, CellLock]] = []
     while queue or running:
         while queue and len(running) < jobs:
-            item = queue.pop(0)
-            write_cell_record(item.run_dir, cell_record(item.cell, item.overrides))
+            claimed = _claim(queue.pop(0), overwrite, outcome, echo)
+            if claimed is None:
+                continue
+            item, lock = claimed
             log = item.run_dir / LOG_FILE
             handle = log.open("a")
             command = train_command(item, threads, python, extra_args)
             handle.write("$ " + " ".join(command) + "\n")
             handle.flush()
-            process = subprocess.Popen(
-                command, stdout=handle, stderr=subprocess.STDOUT, env=_environment(threads)
-            )
-            started += 1
-            echo(f"[{started}/{total}] {item.action} {item.cell.key} (pid {process.pid})")
-            running.append((item, process, time.monotonic(), log, handle))
+            try:
+                process = subprocess.Popen(
+                    command, stdout=handle, stderr=subprocess.STDOUT,
+                    env=_environment(threads), pass_fds=[lock.fd] if lock.fd is not None else [],
+                )
+            except BaseException:
+                handle.close()
+                lock.release()
+                raise
+            number += 1
+            echo(f"[{number}/{total}] {item.action} {item.cell.key} (pid {process.pid})")
+            running.append((item, process, time.monotonic(), log, handle, lock))
         still = []
-        for item, process, t0, log, handle in running:
+        for item, process, t0, log, handle, lock in running:
             code = process.poll()
             if code is None:
-                still.append((item, process, t0, log, handle))
+                still.append((item, process, t0, log, handle, lock))
                 continue
             handle.close()
+            lock.release()
             _record(outcome, RunOutcome(item, code, time.monotonic() - t0, log), echo)
         running = still
         if running:
