@@ -161,3 +161,10 @@ def test_module_path_checks_every_rule_once(monkeypatch):
     register = _counting(monkeypatch, module, "check_register")
     AEVQC(16, "ansatz2", 1, measured_wires=[0, 2], shots=10)
     assert len(ansatz) == len(shots) == len(wires) == len(register) == 1
+
+
+def test_evaluate_uses_the_same_shots_rule_before_loading_anything(tmp_path):
+    from qhead.engine import evaluate
+
+    with pytest.raises(ConfigError, match=r"^shots: expected null \(exact expectations\)"):
+        evaluate(tmp_path / "missing.pt", shots=0)  # the rule fires before the missing file

@@ -21,6 +21,7 @@ from qhead.engine.record import evaluation_files
 from qhead.engine.runtime import make_step_context, prepare_model, resolve_device
 from qhead.engine.trainer import evaluate_model
 from qhead.errors import ConfigError, DataError
+from qhead.quantum import check_shots
 
 __all__ = ["evaluate", "predict", "set_shots"]
 
@@ -141,8 +142,7 @@ def evaluate(
 
     if split not in ("test", "train"):
         raise ConfigError(f"split: {split!r} is not allowed; allowed: test, train")
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise ConfigError(f"shots: expected null (exact) or an integer >= 1, got {shots!r}")
+    check_shots(shots)  # before loading anything; the same rule as the circuit's
     loaded = load_checkpoint(checkpoint, backend=backend)
     data_cfg = _data_config(loaded, data, data_root)
     data_cfg.hflip = False
