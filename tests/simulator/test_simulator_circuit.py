@@ -237,10 +237,10 @@ def test_z_and_x_match_dense_reference_and_gradcheck(monkeypatch, n, wires, wht)
     # n = 11 exercises the Gram matrices of wire pairs from the top (at several depths,
     # one pair skipped because no wire of it is measured) and of the bottom group; n = 5
     # and 9 a bottom group only; wht=True the Walsh–Hadamard path used on CUDA.
-    import qhead.simulator.circuit as circuit
+    import qhead.simulator.torch_plan as torch_plan
     from qhead.simulator import z_and_x
 
-    monkeypatch.setattr(circuit, "_WHT_ON_CPU", wht)
+    monkeypatch.setattr(torch_plan, "_WHT_ON_CPU", wht)
     state = random_state(3, n, 21)
     z, x = z_and_x(state, wires)
     for i in range(3):

@@ -34,7 +34,16 @@ from qhead.errors import ConfigError
 from qhead.registry import Registry
 from qhead.simulator import GATES, Op
 
-__all__ = ["ANSATZES", "Ansatz", "EntanglingLayers", "RotationLayers", "build_ansatz"]
+__all__ = [
+    "ANSATZES",
+    "Ansatz",
+    "BasicEntanglerLayers",
+    "EntanglingLayers",
+    "RotationLayers",
+    "SimplifiedTwoDesign",
+    "StronglyEntanglingLayers",
+    "build_ansatz",
+]
 
 #: Registry of ansatz factories: ``ANSATZES.get(name)(**options) -> Ansatz``.
 ANSATZES: Registry = Registry("ansatz")
@@ -63,6 +72,28 @@ class Ansatz:
     def options(self) -> dict:
         """Constructor options (for configs and checkpoints); none by default."""
         return {}
+
+    def weight_parts(self, layers: int, n_wires: int) -> dict[str, tuple[int, ...]]:
+        """The named weight tensors the circuit's PennyLane template takes, in order.
+
+        ``AEVQC.weights`` is always one tensor of :meth:`shape`; an ansatz whose
+        template takes several (``simplified-two-design``: ``initial_layer_weights``
+        and ``weights``) stores them concatenated, flattened, in this order, and
+        :meth:`split_weights` returns the views. By default one part, the whole tensor.
+        """
+        return {"weights": tuple(self.shape(layers, n_wires))}
+
+    def split_weights(self, weights, layers: int, n_wires: int) -> dict:
+        """Views of ``weights`` (one tensor of :meth:`shape`) as :meth:`weight_parts`."""
+        parts = self.weight_parts(layers, n_wires)
+        if len(parts) == 1:
+            return {next(iter(parts)): weights}
+        flat, out, start = weights.reshape(-1), {}, 0
+        for name, shape in parts.items():
+            size = math.prod(shape)
+            out[name] = flat[start : start + size].reshape(shape)
+            start += size
+        return out
 
 
 @ANSATZES.register("ansatz1")
@@ -142,6 +173,147 @@ class EntanglingLayers(Ansatz):
 
     def options(self) -> dict:
         return {"gates": list(self.gates), "entangler": self.entangler}
+
+
+def _ring(n_wires: int, distance: int = 1) -> list[tuple[int, int]]:
+    """CNOT pairs (i, i + distance mod n) for every wire i; one CNOT for n = 2 at distance
+    1, as PennyLane's ring patterns; none for n = 1."""
+    if n_wires == 1:
+        return []
+    if n_wires == 2 and distance == 1:
+        return [(0, 1)]
+    return [(i, (i + distance) % n_wires) for i in range(n_wires)]
+
+
+@ANSATZES.register("basic-entangler")
+@dataclass(frozen=True)
+class BasicEntanglerLayers(Ansatz):
+    """PennyLane's ``BasicEntanglerLayers``: per layer one rotation on every wire, then a
+    ring of CNOTs (i, i+1 mod n); one CNOT for n = 2. Weights ``[D, n]``, as
+    ``qml.BasicEntanglerLayers.shape(D, n)``.
+
+    Args:
+        rotation: "RX" (PennyLane's default), "RY" or "RZ".
+    """
+
+    rotation: str = "RX"
+    name: str = "basic-entangler"
+
+    def __post_init__(self) -> None:
+        if self.rotation not in _ROTATIONS:
+            raise ConfigError(
+                f"basic-entangler.rotation must be one of {_ROTATIONS}, got {self.rotation!r}"
+            )
+
+    def shape(self, layers: int, n_wires: int) -> tuple[int, ...]:
+        return (layers, n_wires)
+
+    def ops(self, layers: int, n_wires: int) -> list[Op]:
+        ops: list[Op] = []
+        for d in range(layers):
+            ops += [Op(self.rotation, (q,), (d, q)) for q in range(n_wires)]
+            ops += [Op("CNOT", pair) for pair in _ring(n_wires)]
+        return ops
+
+    def options(self) -> dict:
+        return {"rotation": self.rotation}
+
+
+@ANSATZES.register("strongly-entangling")
+@dataclass(frozen=True)
+class StronglyEntanglingLayers(Ansatz):
+    """PennyLane's ``StronglyEntanglingLayers``: per layer l a general rotation
+    ``Rot(φ, θ, ω) = RZ(ω)·RY(θ)·RZ(φ)`` on every wire (written as those three gates),
+    then CNOT(i, i + r_l mod n) for every wire i, with range r_l = (l mod (n−1)) + 1 by
+    default. Weights ``[D, n, 3]`` (φ, θ, ω), as ``qml.StronglyEntanglingLayers.shape``.
+
+    Args:
+        ranges: the r_l of each layer (length D, none a multiple of n), default as PennyLane.
+    """
+
+    ranges: Sequence[int] | None = None
+    name: str = "strongly-entangling"
+
+    def __post_init__(self) -> None:
+        if self.ranges is not None:
+            try:
+                ranges = tuple(int(r) for r in self.ranges)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"strongly-entangling.ranges must be a list of ints, got {self.ranges!r}"
+                ) from None
+            object.__setattr__(self, "ranges", ranges)
+
+    def shape(self, layers: int, n_wires: int) -> tuple[int, ...]:
+        return (layers, n_wires, 3)
+
+    def layer_ranges(self, layers: int, n_wires: int) -> tuple[int, ...]:
+        """r_l for each layer (PennyLane's default, or the ``ranges`` option checked)."""
+        if n_wires == 1:
+            return (0,) * layers
+        if self.ranges is None:
+            return tuple((d % (n_wires - 1)) + 1 for d in range(layers))
+        if len(self.ranges) != layers or any(r % n_wires == 0 for r in self.ranges):
+            raise ConfigError(
+                f"strongly-entangling.ranges={list(self.ranges)} must give one range per "
+                f"layer ({layers}), none a multiple of n_wires={n_wires}"
+            )
+        return self.ranges
+
+    def ops(self, layers: int, n_wires: int) -> list[Op]:
+        ops: list[Op] = []
+        for d, r in enumerate(self.layer_ranges(layers, n_wires)):
+            for q in range(n_wires):
+                ops += [
+                    Op("RZ", (q,), (d, q, 0)), Op("RY", (q,), (d, q, 1)),
+                    Op("RZ", (q,), (d, q, 2)),
+                ]
+            if n_wires > 1:
+                ops += [Op("CNOT", (q, (q + r) % n_wires)) for q in range(n_wires)]
+        return ops
+
+    def options(self) -> dict:
+        return {} if self.ranges is None else {"ranges": list(self.ranges)}
+
+
+@ANSATZES.register("simplified-two-design")
+@dataclass(frozen=True)
+class SimplifiedTwoDesign(Ansatz):
+    """PennyLane's ``SimplifiedTwoDesign``: RY(initial_layer_weights[q]) on every wire, then
+    per layer CZ on the pairs (0,1), (2,3), … each followed by RY on both wires, then the
+    same on the pairs (1,2), (3,4), ….
+
+    PennyLane's template takes two tensors, ``initial_layer_weights`` ``[n]`` and
+    ``weights`` ``[D, n−1, 2]`` (``qml.SimplifiedTwoDesign.shape(D, n)``). The head holds
+    both, trained together, in its one ``weights`` parameter: a flat vector of
+    n + 2·D·(n−1) angles, the initial layer first; :meth:`split_weights` returns the two
+    PennyLane-shaped views (``head.ansatz.split_weights(head.weights, D, n)``).
+    """
+
+    name: str = "simplified-two-design"
+
+    def weight_parts(self, layers: int, n_wires: int) -> dict[str, tuple[int, ...]]:
+        return {"initial_layer_weights": (n_wires,), "weights": (layers, n_wires - 1, 2)}
+
+    def shape(self, layers: int, n_wires: int) -> tuple[int, ...]:
+        return (n_wires + 2 * layers * (n_wires - 1),)
+
+    def ops(self, layers: int, n_wires: int) -> list[Op]:
+        n = n_wires
+
+        def angle(d: int, j: int, k: int) -> tuple[int]:
+            return (n + (d * (n - 1) + j) * 2 + k,)
+
+        ops = [Op("RY", (q,), (q,)) for q in range(n)]
+        for d in range(layers):
+            for first, offset in ((0, 0), (1, n // 2)):
+                for i, a in enumerate(range(first, n - 1, 2)):
+                    ops += [
+                        Op("CZ", (a, a + 1)),
+                        Op("RY", (a,), angle(d, offset + i, 0)),
+                        Op("RY", (a + 1,), angle(d, offset + i, 1)),
+                    ]
+        return ops
 
 
 def build_ansatz(ansatz: str | Ansatz, **options) -> Ansatz:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qhead.simulator import Op
+from qhead.simulator import GATES, Op
 
 __all__ = ["draw_circuit", "draw_ops"]
 
@@ -18,8 +18,9 @@ def _label(op: Op) -> str:
 def draw_ops(ops: Sequence[Op], n_wires: int, measured_wires: Sequence[int] | None = None) -> str:
     """Draws a gate list, one line per wire, gates placed as early as possible.
 
-    ``RY(0,3)`` is an RY whose angle is ``weights[0, 3]``; ``●``/``⊕`` are a CNOT's
-    control/target (``│`` marks wires it crosses); ``⟨Z⟩`` marks measured wires.
+    ``RY(0,3)`` is an RY whose angle is ``weights[0, 3]``; two-qubit gates use their
+    labels from the gate table (CNOT ``●``/``⊕`` control/target, CZ ``●``/``●``; ``│``
+    marks wires they cross); ``⟨Z⟩`` marks measured wires.
     """
     measured = set(range(n_wires) if measured_wires is None else measured_wires)
     columns: list[dict[int, str]] = []
@@ -32,7 +33,8 @@ def draw_ops(ops: Sequence[Op], n_wires: int, measured_wires: Sequence[int] | No
             c, t = op.wires
             span = list(range(min(c, t), max(c, t) + 1))
             cells = {w: "│" for w in span}
-            cells[c], cells[t] = "●", "⊕"
+            spec = GATES[op.name]
+            cells[c], cells[t] = spec.label(0), spec.label(1)
         col = max(level[w] for w in span)
         while len(columns) <= col:
             columns.append({})

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qhead.simulator import GATES, Op
+from qhead.simulator.ops import ANY, DIAGONAL, IDENTITY
 
 __all__ = ["CircuitLintWarning", "LintWarning", "lint_circuit", "lint_ops"]
 
-_I, _D, _F = 0, 1, 2
+_I, _D, _F = IDENTITY, DIAGONAL, ANY
 
 
 class CircuitLintWarning(UserWarning):
@@ -99,25 +100,16 @@ def dead_parameters(
                 reason = "light-cone"
             elif spec.diagonal and status[w] == _D:
                 reason = "phase"
-            elif not spec.diagonal and not (op.name == "X" and status[w] == _D):
+            elif not spec.diagonal and not (spec.permutation and status[w] == _D):
                 status[w] = _F  # X Z X = −Z keeps a diagonal observable diagonal
             if op.param is not None:
                 if reason is None:
                     live.add(op.param)
                 else:
                     reasons.setdefault(op.param, reason)
-        elif op.name == "CNOT":
-            c, t = op.wires
-            if status[c] == _F:
-                new_c = _F
-            elif status[c] == _D or status[t] != _I:
-                new_c = _D
-            else:
-                new_c = _I
-            new_t = _F if _F in (status[c], status[t]) else status[t]
-            status[c], status[t] = new_c, new_t
-        else:  # pragma: no cover - GATES has no other two-qubit gate
-            raise AssertionError(op)
+        else:  # two-qubit gates carry their rule in the gate table
+            a, b = op.wires
+            status[a], status[b] = spec.lint(status[a], status[b])
     return {p: r for p, r in reasons.items() if p not in live}
 
 

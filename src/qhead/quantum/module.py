@@ -21,7 +21,7 @@ from qhead.quantum.options import (
     wires_in_range,
 )
 from qhead.quantum.pennylane_backend import PennyLaneCircuit
-from qhead.simulator import check_finite_rows, num_qubits, run_encoded_circuit
+from qhead.simulator import SIMULATOR_NAMES, check_finite_rows, num_qubits, run_encoded_circuit
 
 __all__ = ["AEVQC", "resolve_measured_wires"]
 
@@ -52,6 +52,12 @@ class AEVQC(nn.Module):
             (leave those at their defaults). The caller vouches for ``in_features`` too:
             the quantum head checks the register size against the feature-map shape.
             This is how a config-built head avoids checking every rule twice.
+        simulator: which of qhead's implementations runs the torch backend: "auto"
+            (default: the compiled CPU kernels for exact float32/float64 CPU calls, the
+            torch plan otherwise; see :mod:`qhead.simulator.backends`), "cpu-kernels",
+            "torch-plan" or "torch" (the gate-by-gate reference). A forced one that
+            cannot run a call (e.g. "cpu-kernels" on CUDA or with shots) raises
+            ``ConfigError`` saying why. Settable later (``head.simulator = "torch"``).
         **ansatz_options: passed to the ansatz factory (e.g. ``gate="RX"``,
             ``gates=("RZ", "RY")``, ``entangler="ring"``).
 
@@ -89,6 +95,7 @@ class AEVQC(nn.Module):
         seed: int | None = None,
         *,
         options: CircuitOptions | None = None,
+        simulator: str = "auto",
         **ansatz_options,
     ) -> None:
         super().__init__()
@@ -119,6 +126,7 @@ class AEVQC(nn.Module):
         self._shots = options.shots
         self._pl: PennyLaneCircuit | None = None
         self._use_backend(options.backend, options.backend_parts)
+        self.simulator = simulator
         self.lint: list[LintWarning] = lint_ops(self._ops, n, self.measured_wires)
         for finding in self.lint:
             warnings.warn(
@@ -162,6 +170,19 @@ class AEVQC(nn.Module):
         self.backend_name, self.device_name, self._backend, self._pl = name, device, value, pl
 
     @property
+    def simulator(self) -> str:
+        """The simulator implementation used by the torch backend (see the class docs)."""
+        return self._simulator
+
+    @simulator.setter
+    def simulator(self, value: str) -> None:
+        if value not in SIMULATOR_NAMES:
+            raise ConfigError(
+                f"simulator must be one of {', '.join(SIMULATOR_NAMES)}, got {value!r}"
+            )
+        self._simulator = value
+
+    @property
     def shots(self) -> int | None:
         """Shots per example (None = exact). Setting it switches mode at run time."""
         return self._shots
@@ -186,6 +207,7 @@ class AEVQC(nn.Module):
             "measured_wires": list(self.measured_wires),
             "shots": self._shots,
             "backend": self.backend,
+            **({} if self._simulator == "auto" else {"simulator": self._simulator}),
             **self.ansatz.options(),
         }
 
@@ -212,7 +234,7 @@ class AEVQC(nn.Module):
             if self._pl is None:
                 return run_encoded_circuit(
                     flat, self.n_qubits, self._ops, weights, self.measured_wires,
-                    shots=self._shots, generator=self.generator,
+                    shots=self._shots, generator=self.generator, simulator=self._simulator,
                 )
             return self._forward_pennylane(flat, weights)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from qhead.errors import ConfigError
-from qhead.simulator import Op
+from qhead.simulator import GATES, Op
 
 __all__ = ["PennyLaneCircuit", "import_pennylane", "parse_backend"]
 
@@ -85,20 +85,16 @@ class PennyLaneCircuit:
         # Backprop/adjoint need exact expectations; with shots PennyLane picks (parameter shift).
         default = "best" if shots is not None else _DIFF_METHODS.get(device, "best")
         method = diff_method or default
-        gates = {
-            "H": lambda op, w: qml.Hadamard(wires=op.wires[0]),
-            "X": lambda op, w: qml.PauliX(wires=op.wires[0]),
-            "Z": lambda op, w: qml.PauliZ(wires=op.wires[0]),
-            "RX": lambda op, w: qml.RX(w[op.param], wires=op.wires[0]),
-            "RY": lambda op, w: qml.RY(w[op.param], wires=op.wires[0]),
-            "RZ": lambda op, w: qml.RZ(w[op.param], wires=op.wires[0]),
-            "CNOT": lambda op, w: qml.CNOT(wires=list(op.wires)),
-        }
+        classes = {name: getattr(qml, spec.pennylane) for name, spec in GATES.items()}
+
+        def apply(op: Op, weights) -> None:
+            angle = () if op.param is None else (weights[op.param],)
+            classes[op.name](*angle, wires=list(op.wires))
 
         def circuit(features, weights):
             qml.AmplitudeEmbedding(features, wires=range(n_wires), pad_with=0.0, normalize=True)
             for op in self.ops:
-                gates[op.name](op, weights)
+                apply(op, weights)
             return [qml.expval(qml.PauliZ(w)) for w in self.measured_wires]
 
         self.qnode = qml.QNode(circuit, dev, interface="torch", diff_method=method, shots=shots)

@@ -6,6 +6,7 @@ significant bit of the basis index, ``R_P(θ) = exp(−iθP/2)``, ⟨Z_k⟩ = P(
 A state is a tensor ``[B] + [2] * n``.
 """
 
+from qhead.simulator.backends import SIMULATOR_NAMES, SIMULATORS
 from qhead.simulator.circuit import (
     GATES,
     GateSpec,
@@ -24,6 +25,7 @@ from qhead.simulator.gates import (
     cnot,
     cnot_permutation,
     complex_dtype,
+    cz,
     hadamard,
     hadamard_matrix,
     rotation_matrix,
@@ -39,6 +41,8 @@ from qhead.simulator.measure import expval_z, probabilities, sample_expval_z, z_
 __all__ = [
     "GATES",
     "MAX_QUBITS",
+    "SIMULATORS",
+    "SIMULATOR_NAMES",
     "GateSpec",
     "Op",
     "amplitude_encode",
@@ -49,6 +53,7 @@ __all__ = [
     "cnot",
     "cnot_permutation",
     "complex_dtype",
+    "cz",
     "expval_z",
     "hadamard",
     "hadamard_matrix",

@@ -26,6 +26,7 @@ __all__ = [
     "cnot",
     "cnot_permutation",
     "complex_dtype",
+    "cz",
     "hadamard",
     "hadamard_matrix",
     "rotation_matrix",
@@ -211,3 +212,16 @@ def cnot(state: torch.Tensor, control: int, target: int) -> torch.Tensor:
     """CNOT(control, target): flips ``target`` where ``control`` is 1; keeps real states real."""
     n = _n_wires(state)
     return apply_permutation(state, cnot_permutation(n, ((control, target),), state.device))
+
+
+def cz(state: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """CZ(a, b): negates the amplitudes where both wires are 1; keeps real states real."""
+    n = _n_wires(state)
+    _check_wire(a, n)
+    _check_wire(b, n)
+    if a == b:
+        raise ValueError(f"CZ needs two distinct wires, got {a} twice")
+    index = torch.arange(2**n, device=state.device)
+    both = ((index >> (n - 1 - a)) & 1) & ((index >> (n - 1 - b)) & 1)
+    sign = (1 - 2 * both).to(state.real.dtype if state.is_complex() else state.dtype)
+    return (state.reshape(state.shape[0], -1) * sign).reshape(state.shape)

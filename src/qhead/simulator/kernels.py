@@ -45,6 +45,8 @@ __all__ = [
     "encoded_layer_forward",
     "encoded_zx_backward",
     "encoded_zx_forward",
+    "general_backward",
+    "general_forward",
     "set_enabled",
     "usable",
     "usable_features",
@@ -93,13 +95,14 @@ def usable(state: torch.Tensor) -> bool:
     )
 
 
-def usable_features(features: torch.Tensor, n: int) -> bool:
-    """Whether ``[B, N]`` features for an n-qubit register can take the fused kernels."""
+def usable_features(features: torch.Tensor, n: int, min_qubits: int = MIN_QUBITS) -> bool:
+    """Whether ``[B, N]`` features for an n-qubit register can take the fused kernels
+    (the general kernel, :func:`general_forward`, takes any n ≥ 1: ``min_qubits=1``)."""
     return (
         _ENABLED
         and features.device.type == "cpu"
         and features.dtype in (torch.float32, torch.float64)
-        and n >= MIN_QUBITS
+        and n >= min_qubits
         and features.shape[0] > 0
         and 0 < features.shape[1] <= 2**n
     )
@@ -587,6 +590,339 @@ if numba is not None:
             _project_out(grad[b], psi, dpsi, norms[b])
 
 
+# ---------------------------------------------------------------- any circuit
+# Instruction kinds of a program for the general kernels (rows of an int64 [G, 4]
+# array: kind, wire a, wire b, matrix index).
+OP_REAL, OP_COMPLEX, OP_CNOT, OP_CZ = 0, 1, 2, 3
+
+if numba is not None:
+
+    @_inline
+    def _mix_c(out_r, out_i, ar, ai, cr, ci, pr, pi, qr, qi):
+        """out = p·a + q·c in complex arithmetic on split real/imaginary arrays."""
+        for i in range(out_r.shape[0]):
+            out_r[i] = (pr * ar[i] - pi * ai[i]) + (qr * cr[i] - qi * ci[i])
+            out_i[i] = (pr * ai[i] + pi * ar[i]) + (qr * ci[i] + qi * cr[i])
+
+    @_inline
+    def _apply_real(src, dst, h, m00, m01, m10, m11):
+        """dst = M src on the wire whose partner amplitudes are h apart (out of place)."""
+        dim = src.shape[0]
+        if h >= 8:
+            for base in range(0, dim, 2 * h):
+                lo = src[base : base + h]
+                hi = src[base + h : base + 2 * h]
+                _mix(dst[base : base + h], lo, hi, m00, m01)
+                _mix(dst[base + h : base + 2 * h], lo, hi, m10, m11)
+        else:
+            for base in range(0, dim, 2 * h):
+                for i in range(base, base + h):
+                    a = src[i]
+                    c = src[i + h]
+                    dst[i] = m00 * a + m01 * c
+                    dst[i + h] = m10 * a + m11 * c
+
+    @_inline
+    def _apply_complex(sr, si, dr, di, h, m):
+        """(dr, di) = M (sr, si) for a complex matrix m[a, b, (re, im)] (out of place)."""
+        dim = sr.shape[0]
+        p0r, p0i, q0r, q0i = m[0, 0, 0], m[0, 0, 1], m[0, 1, 0], m[0, 1, 1]
+        p1r, p1i, q1r, q1i = m[1, 0, 0], m[1, 0, 1], m[1, 1, 0], m[1, 1, 1]
+        if h >= 8:
+            for base in range(0, dim, 2 * h):
+                lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
+                _mix_c(dr[lo], di[lo], sr[lo], si[lo], sr[hi], si[hi], p0r, p0i, q0r, q0i)
+                _mix_c(dr[hi], di[hi], sr[lo], si[lo], sr[hi], si[hi], p1r, p1i, q1r, q1i)
+        else:
+            for base in range(0, dim, 2 * h):
+                for i in range(base, base + h):
+                    ar, ai, cr, ci = sr[i], si[i], sr[i + h], si[i + h]
+                    dr[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
+                    di[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
+                    dr[i + h] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
+                    di[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
+
+    @_inline
+    def _cnot(v, hc, ht):
+        """CNOT in place: swaps the amplitudes with control bit hc set and target bit ht
+        clear with their partners (branch-free loops over the three bit fields)."""
+        dim = v.shape[0]
+        big, small = max(hc, ht), min(hc, ht)
+        for top in range(0, dim, 2 * big):
+            for mid in range(top, top + big, 2 * small):
+                j0 = mid + hc
+                for j in range(j0, j0 + small):
+                    a = v[j]
+                    v[j] = v[j + ht]
+                    v[j + ht] = a
+
+    @_inline
+    def _cz(v, ha, hb):
+        """CZ in place: negates the amplitudes with both bits set."""
+        dim = v.shape[0]
+        big, small = max(ha, hb), min(ha, hb)
+        for top in range(0, dim, 2 * big):
+            for mid in range(top, top + big, 2 * small):
+                j0 = mid + ha + hb
+                for j in range(j0, j0 + small):
+                    v[j] = -v[j]
+
+    @_inline
+    def _general_forward(psi, n, prog, first_complex, mats, re, im, tmp_r, tmp_i):
+        """Runs ``prog`` on the real state psi; the final state ends in (re, im)
+        (im only written when the program has a complex instruction). psi, tmp_r and
+        tmp_i are scratch. Returns nothing; the caller measures."""
+        cur, other = psi, tmp_r
+        cur_i, other_i = im, tmp_i
+        odd = False  # whether cur_i is tmp_i (numba cannot compare arrays by identity)
+        for g in range(prog.shape[0]):
+            kind = prog[g, 0]
+            if kind == 2 or kind == 3:
+                ha = 1 << (n - 1 - prog[g, 1])
+                hb = 1 << (n - 1 - prog[g, 2])
+                if kind == 2:
+                    _cnot(cur, ha, hb)
+                    if g > first_complex:
+                        _cnot(cur_i, ha, hb)
+                else:
+                    _cz(cur, ha, hb)
+                    if g > first_complex:
+                        _cz(cur_i, ha, hb)
+                continue
+            h = 1 << (n - 1 - prog[g, 1])
+            m = mats[prog[g, 3]]
+            if g == first_complex:
+                for i in range(cur_i.shape[0]):
+                    cur_i[i] = 0
+            if g < first_complex:
+                _apply_real(cur, other, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                cur, other = other, cur
+            elif kind == 0:
+                _apply_real(cur, other, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                _apply_real(cur_i, other_i, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                cur, other = other, cur
+                cur_i, other_i = other_i, cur_i
+                odd = not odd
+            else:
+                _apply_complex(cur, cur_i, other, other_i, h, m)
+                cur, other = other, cur
+                cur_i, other_i = other_i, cur_i
+                odd = not odd
+        re[:] = cur
+        if first_complex < prog.shape[0] and odd:
+            im[:] = cur_i
+
+    @_inline
+    def _undo_real(cur, lam, prev, lprev, h, m00, m01, m10, m11):
+        """prev = Mᵀ cur, lprev = Mᵀ lam (M real orthogonal) and Σ lam_a·prev_b."""
+        dim = cur.shape[0]
+        s00 = s01 = s10 = s11 = cur[0] - cur[0]
+        if h >= 8:
+            for base in range(0, dim, 2 * h):
+                lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
+                _mix(prev[lo], cur[lo], cur[hi], m00, m10)
+                _mix(prev[hi], cur[lo], cur[hi], m01, m11)
+                r00, r01, r10, r11 = _outer(lam[lo], lam[hi], prev[lo], prev[hi])
+                s00 += r00
+                s01 += r01
+                s10 += r10
+                s11 += r11
+                _mix(lprev[lo], lam[lo], lam[hi], m00, m10)
+                _mix(lprev[hi], lam[lo], lam[hi], m01, m11)
+        else:
+            for base in range(0, dim, 2 * h):
+                for i in range(base, base + h):
+                    a, c = cur[i], cur[i + h]
+                    p0 = m00 * a + m10 * c
+                    p1 = m01 * a + m11 * c
+                    prev[i] = p0
+                    prev[i + h] = p1
+                    la, lc = lam[i], lam[i + h]
+                    s00 += la * p0
+                    s01 += la * p1
+                    s10 += lc * p0
+                    s11 += lc * p1
+                    lprev[i] = m00 * la + m10 * lc
+                    lprev[i + h] = m01 * la + m11 * lc
+        return s00, s01, s10, s11
+
+    @_inline
+    def _cdot(xr, xi, yr, yi):
+        """Σ x·conj(y) as (re, im)."""
+        sr = si = xr[0] - xr[0]
+        for i in range(xr.shape[0]):
+            sr += xr[i] * yr[i] + xi[i] * yi[i]
+            si += xi[i] * yr[i] - xr[i] * yi[i]
+        return sr, si
+
+    @_inline
+    def _undo_complex(cr, ci, lr, li, pr, pi, qr, qi, h, m, gm):
+        """prev = M† cur and lprev = M† lam into (pr, pi) and (qr, qi); adds
+        Σ lam_a·conj(prev_b) to gm[a, b, (re, im)]."""
+        dim = cr.shape[0]
+        # M† rows: (conj m00, conj m10) and (conj m01, conj m11).
+        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
+        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
+        for base in range(0, dim, 2 * h):
+            lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
+            _mix_c(pr[lo], pi[lo], cr[lo], ci[lo], cr[hi], ci[hi], a0r, a0i, b0r, b0i)
+            _mix_c(pr[hi], pi[hi], cr[lo], ci[lo], cr[hi], ci[hi], a1r, a1i, b1r, b1i)
+            for a in range(2):
+                la = lo if a == 0 else hi
+                for b in range(2):
+                    pb = lo if b == 0 else hi
+                    sr, si = _cdot(lr[la], li[la], pr[pb], pi[pb])
+                    gm[a, b, 0] += sr
+                    gm[a, b, 1] += si
+            _mix_c(qr[lo], qi[lo], lr[lo], li[lo], lr[hi], li[hi], a0r, a0i, b0r, b0i)
+            _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
+
+    @_inline
+    def _general_backward(n, prog, first_complex, mats, gout, signs_t, gm, bufs):
+        """Adjoint sweep from the final state in bufs[0] (re) and bufs[2] (im): un-applies
+        every instruction to the state and to λ = ∂L/∂ψ* (L = Σ gout_k⟨Z_k⟩, gout
+        doubled), adding ∂L/∂mats to gm. Returns the buffers holding (ψ₀, Re λ₀)."""
+        s, s2, si, si2, lam, lam2, li, li2 = (
+            bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6], bufs[7]
+        )
+        count = prog.shape[0]
+        is_complex = first_complex < count
+        for i in range(lam.shape[0]):
+            lam[i] = 0
+        for k in range(signs_t.shape[0]):
+            _axpy(lam, gout[k], signs_t[k])
+        if is_complex:
+            for i in range(lam.shape[0]):
+                li[i] = lam[i] * si[i]
+        for i in range(lam.shape[0]):
+            lam[i] *= s[i]
+        for g in range(count - 1, -1, -1):
+            kind = prog[g, 0]
+            if kind == 2 or kind == 3:
+                ha = 1 << (n - 1 - prog[g, 1])
+                hb = 1 << (n - 1 - prog[g, 2])
+                if kind == 2:
+                    _cnot(s, ha, hb)
+                    _cnot(lam, ha, hb)
+                    if is_complex:
+                        _cnot(si, ha, hb)
+                        _cnot(li, ha, hb)
+                else:
+                    _cz(s, ha, hb)
+                    _cz(lam, ha, hb)
+                    if is_complex:
+                        _cz(si, ha, hb)
+                        _cz(li, ha, hb)
+                continue
+            h = 1 << (n - 1 - prog[g, 1])
+            m = mats[prog[g, 3]]
+            grad = gm[prog[g, 3]]
+            if kind == 1 or (is_complex and h < 8):
+                if h < 8:
+                    # Short pairs: the slice-based loops would be too short; treat the
+                    # (real or complex) matrix generically one element pair at a time.
+                    _undo_complex_small(s, si, lam, li, s2, si2, lam2, li2, h, m, grad)
+                else:
+                    _undo_complex(s, si, lam, li, s2, si2, lam2, li2, h, m, grad)
+            else:
+                r = _undo_real(s, lam, s2, lam2, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                grad[0, 0, 0] += r[0]
+                grad[0, 1, 0] += r[1]
+                grad[1, 0, 0] += r[2]
+                grad[1, 1, 0] += r[3]
+                if is_complex:
+                    # A real matrix on a complex state: the imaginary parts evolve by the
+                    # same matrix; their contribution to Re Σ λ·conj(prev) is added too.
+                    r = _undo_real(
+                        si, li, si2, li2, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0]
+                    )
+                    grad[0, 0, 0] += r[0]
+                    grad[0, 1, 0] += r[1]
+                    grad[1, 0, 0] += r[2]
+                    grad[1, 1, 0] += r[3]
+            s, s2 = s2, s
+            lam, lam2 = lam2, lam
+            if is_complex:
+                si, si2 = si2, si
+                li, li2 = li2, li
+            if g == first_complex:
+                is_complex = False  # before it the state is real: Re λ is all we need
+        return s, lam
+
+    @_inline
+    def _undo_complex_small(cr, ci, lr, li, pr, pi, qr, qi, h, m, gm):
+        """:func:`_undo_complex` for h < 8, element by element."""
+        dim = cr.shape[0]
+        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
+        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
+        z = cr[0] - cr[0]
+        g00r = g00i = g01r = g01i = g10r = g10i = g11r = g11i = z
+        for base in range(0, dim, 2 * h):
+            for i in range(base, base + h):
+                ar, ai, cr_, ci_ = cr[i], ci[i], cr[i + h], ci[i + h]
+                p0r = (a0r * ar - a0i * ai) + (b0r * cr_ - b0i * ci_)
+                p0i = (a0r * ai + a0i * ar) + (b0r * ci_ + b0i * cr_)
+                p1r = (a1r * ar - a1i * ai) + (b1r * cr_ - b1i * ci_)
+                p1i = (a1r * ai + a1i * ar) + (b1r * ci_ + b1i * cr_)
+                pr[i], pi[i], pr[i + h], pi[i + h] = p0r, p0i, p1r, p1i
+                l0r, l0i, l1r, l1i = lr[i], li[i], lr[i + h], li[i + h]
+                g00r += l0r * p0r + l0i * p0i
+                g00i += l0i * p0r - l0r * p0i
+                g01r += l0r * p1r + l0i * p1i
+                g01i += l0i * p1r - l0r * p1i
+                g10r += l1r * p0r + l1i * p0i
+                g10i += l1i * p0r - l1r * p0i
+                g11r += l1r * p1r + l1i * p1i
+                g11i += l1i * p1r - l1r * p1i
+                qr[i] = (a0r * l0r - a0i * l0i) + (b0r * l1r - b0i * l1i)
+                qi[i] = (a0r * l0i + a0i * l0r) + (b0r * l1i + b0i * l1r)
+                qr[i + h] = (a1r * l0r - a1i * l0i) + (b1r * l1r - b1i * l1i)
+                qi[i + h] = (a1r * l0i + a1i * l0r) + (b1r * l1i + b1i * l1r)
+        gm[0, 0, 0] += g00r
+        gm[0, 0, 1] += g00i
+        gm[0, 1, 0] += g01r
+        gm[0, 1, 1] += g01i
+        gm[1, 0, 0] += g10r
+        gm[1, 0, 1] += g10i
+        gm[1, 1, 0] += g11r
+        gm[1, 1, 1] += g11i
+
+    @_jit
+    def _general_rows(feats, n, prog, first_complex, mats, signs_t, out, norms, work_r,
+                      work_i, psi, tmp_r, tmp_i, im):
+        complex_ = first_complex < prog.shape[0]
+        for b in range(feats.shape[0]):
+            norms[b] = _encode_row(feats[b], psi)
+            if norms[b] < 0:
+                return
+            _general_forward(psi, n, prog, first_complex, mats, work_r[b], im, tmp_r, tmp_i)
+            p = tmp_r
+            fin = work_r[b]
+            if complex_:
+                work_i[b] = im
+                for i in range(p.shape[0]):
+                    p[i] = fin[i] * fin[i] + im[i] * im[i]
+            else:
+                for i in range(p.shape[0]):
+                    p[i] = fin[i] * fin[i]
+            for k in range(signs_t.shape[0]):
+                out[b, k] = _dot(signs_t[k], p)
+
+    @_jit
+    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, signs_t,
+                           gout, norms, grad, gm, b0, b1, b2, b3, b4, b5, b6, b7):
+        complex_ = first_complex < prog.shape[0]
+        for b in range(work_r.shape[0]):
+            b0[:] = work_r[b]
+            if complex_:
+                b2[:] = work_i[b]
+            psi, lam = _general_backward(
+                n, prog, first_complex, mats, gout[b], signs_t, gm,
+                (b0, b1, b2, b3, b4, b5, b6, b7),
+            )
+            _project_out(grad[b], psi, lam, norms[b])
+
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_KEY = (0, 0)  # (threads, pid) of _POOL
 _POOL_LOCK = threading.Lock()
@@ -797,5 +1133,68 @@ def encoded_layer_backward(
         _Rows(_as_array(2 * gout, work)), _Rows(norms), _Rows(grad), _PerChunk(gm),
         _Scratch(dim, work.dtype), _Scratch(dim, work.dtype), _Scratch(dim, work.dtype),
         _Scratch(dim, work.dtype),
+    )
+    return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
+
+
+def general_forward(
+    features: torch.Tensor, n: int, prog: np.ndarray, first_complex: int, mats: torch.Tensor,
+    signs_t: np.ndarray,
+) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """``signsᵀ |U ψ|²`` per row for any program of one-qubit matrices, CNOTs and CZs.
+
+    Args:
+        features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n (any n ≥ 1); ψ is
+            ``amplitude_encode(features, n)``.
+        n: number of qubits.
+        prog: ``[G, 4]`` int64 instructions ``(kind, wire a, wire b, matrix index)``,
+            kind one of :data:`OP_REAL`, :data:`OP_COMPLEX` (a one-qubit matrix on wire
+            a), :data:`OP_CNOT`, :data:`OP_CZ` (on wires a, b), applied in order.
+        first_complex: index of the first :data:`OP_COMPLEX` instruction (G if none);
+            before it the state is real and evolved in real arithmetic.
+        mats: ``[M, 2, 2, 2]`` matrices, last axis (real, imaginary) part.
+        signs_t: ``[m, 2^n]`` ±1 table of the measured Z-parities, in the features' dtype.
+
+    Returns:
+        ``(out [B, m], saved)`` with ``saved`` what :func:`general_backward` needs
+        (the final states and the norms), or ``None`` when some row needs the torch
+        encoder (see :func:`encoded_zx_forward`).
+    """
+    batch = features.shape[0]
+    feats = _as_array(features)
+    dim = 2**n
+    complex_ = first_complex < prog.shape[0]
+    out = np.empty((batch, signs_t.shape[0]), feats.dtype)
+    work_r = np.empty((batch, dim), feats.dtype)
+    work_i = np.empty((batch, dim if complex_ else 1), feats.dtype)
+    norms = np.zeros(batch)
+    _run_split(
+        _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
+        signs_t, _Rows(out), _Rows(norms), _Rows(work_r), _Rows(work_i),
+        *(_Scratch(dim, feats.dtype) for _ in range(4)),
+    )
+    if not (norms >= 0).all():
+        return None
+    return torch.from_numpy(out), (work_r, work_i, norms)
+
+
+def general_backward(
+    saved: tuple[np.ndarray, np.ndarray, np.ndarray], n_features: int, n: int,
+    prog: np.ndarray, first_complex: int, mats: torch.Tensor, signs_t: np.ndarray,
+    gout: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`general_forward` (``saved`` is its second output) w.r.t. the
+    features ``[B, N]`` (zero for all-zero rows) and ``mats`` ``[M, 2, 2, 2]``, by the
+    adjoint method: one backward sweep un-applies every instruction to the final state
+    and to ∂L/∂ψ, memory O(2^n) per thread."""
+    work_r, work_i, norms = saved
+    batch, dim = work_r.shape
+    mats_np = _as_array(mats, work_r)
+    grad = np.empty((batch, n_features), work_r.dtype)
+    gm = np.zeros((_threads(batch), *mats_np.shape), work_r.dtype)
+    _run_split(
+        _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
+        mats_np, signs_t, _Rows(_as_array(2 * gout, work_r)), _Rows(norms), _Rows(grad),
+        _PerChunk(gm), *(_Scratch(dim, work_r.dtype) for _ in range(8)),
     )
     return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))

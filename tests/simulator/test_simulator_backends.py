@@ -1,0 +1,199 @@
+"""The simulator's implementations behind one interface: each one forced in turn on the
+same circuits, against an independent dense-matrix reference, and the rule that picks one."""
+
+import numpy as np
+import pytest
+import sim_reference as ref
+import torch
+
+from qhead.errors import ConfigError
+from qhead.simulator import GATES, Op, backends, kernels, run_encoded_circuit
+
+NAMES = ["torch", "torch-plan", "cpu-kernels"]
+
+needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+
+
+def _random_circuit(n: int, count: int, seed: int) -> tuple[list[Op], tuple[int, ...]]:
+    """A random gate list over every gate of the table, one angle per parametrized gate."""
+    rng = np.random.default_rng(seed)
+    names = list(GATES)
+    ops, params = [], 0
+    for _ in range(count):
+        name = names[rng.integers(len(names))]
+        spec = GATES[name]
+        wires = tuple(int(w) for w in rng.choice(n, spec.n_wires, replace=False))
+        param = None
+        if spec.parametrized:
+            param, params = (params,), params + 1
+        ops.append(Op(name, wires, param))
+    return ops, (max(params, 1),)
+
+
+def _dense(features: torch.Tensor, n: int, ops, weights: torch.Tensor, wires) -> np.ndarray:
+    """⟨Z⟩ by dense 2^n × 2^n matrices built from the gate table's unitaries."""
+    out = []
+    for row in features.detach().numpy():
+        psi = np.zeros(2**n, complex)
+        psi[0] = 1.0
+        if np.any(row):
+            psi = ref.encode(row, n)
+        for op in ops:
+            spec = GATES[op.name]
+            theta = None if op.param is None else float(weights[op.param])
+            u = spec.unitary(theta)
+            if spec.n_wires == 1:
+                psi = ref.one_qubit(u, op.wires[0], n) @ psi
+            else:
+                psi = _two_qubit(u, op.wires, n) @ psi
+        out.append(ref.expval_z(psi, wires, n))
+    return np.array(out)
+
+
+def _two_qubit(u: np.ndarray, wires, n: int) -> np.ndarray:
+    dim = 2**n
+    m = np.zeros((dim, dim), complex)
+    a, b = wires
+    for j in range(dim):
+        ba, bb = (j >> (n - 1 - a)) & 1, (j >> (n - 1 - b)) & 1
+        for out_bits in range(4):
+            amp = u[out_bits, 2 * ba + bb]
+            if amp:
+                k = j & ~(1 << (n - 1 - a)) & ~(1 << (n - 1 - b))
+                k |= ((out_bits >> 1) << (n - 1 - a)) | ((out_bits & 1) << (n - 1 - b))
+                m[k, j] += amp
+    return m
+
+
+def _forced(name):
+    if name == "cpu-kernels" and not kernels.available():
+        pytest.skip("numba is not installed")
+    return name
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("n", "count", "seed"), [(2, 10, 10), (3, 12, 0), (4, 30, 1), (5, 40, 2), (6, 25, 3)]
+)
+def test_every_implementation_matches_dense_matrices(name, n, count, seed):
+    ops, shape = _random_circuit(n, count, seed)
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(5, 2**n - 3, generator=g, dtype=torch.float64)
+    features[2] = 0  # all-zero row: |0…0⟩
+    wires = (n - 1, 0, 2) if n > 2 else (1, 0)
+    out = run_encoded_circuit(features, n, ops, weights, wires, simulator=_forced(name))
+    np.testing.assert_allclose(out.numpy(), _dense(features, n, ops, weights, wires), atol=1e-10)
+
+
+@needs_numba
+@pytest.mark.parametrize(("n", "count", "seed"), [(3, 15, 4), (5, 40, 5), (7, 30, 6)])
+def test_gradients_agree_between_implementations(n, count, seed):
+    ops, shape = _random_circuit(n, count, seed)
+    g = torch.Generator().manual_seed(seed)
+    weights0 = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features0 = torch.randn(4, 2**n, generator=g, dtype=torch.float64)
+    features0[1] = 0
+    upstream = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    grads = {}
+    for name in NAMES:
+        features = features0.clone().requires_grad_()
+        weights = weights0.clone().requires_grad_()
+        out = run_encoded_circuit(features, n, ops, weights, (1, n - 1), simulator=name)
+        (out * upstream).sum().backward()
+        grads[name] = (features.grad, weights.grad)
+        assert torch.isfinite(features.grad).all()
+        assert not features.grad[1].any()  # all-zero rows get a zero gradient
+    for name in ("torch-plan", "cpu-kernels"):
+        torch.testing.assert_close(grads[name][0], grads["torch"][0], atol=1e-10, rtol=1e-8)
+        torch.testing.assert_close(grads[name][1], grads["torch"][1], atol=1e-10, rtol=1e-8)
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", [7, 8])
+def test_general_kernel_passes_gradcheck(seed):
+    n = 4
+    ops, shape = _random_circuit(n, 18, seed)
+    g = torch.Generator().manual_seed(seed)
+    weights = (torch.rand(shape, generator=g, dtype=torch.float64) * 6.3).requires_grad_()
+    features = torch.randn(3, 13, generator=g, dtype=torch.float64).requires_grad_()
+
+    def f(x, w):
+        return run_encoded_circuit(x, n, ops, w, (0, 3), simulator="cpu-kernels")
+
+    assert torch.autograd.gradcheck(f, (features, weights))
+
+
+@needs_numba
+def test_float32_kernels_agree_with_float64_reference():
+    n = 10
+    ops, shape = _random_circuit(n, 80, 9)
+    g = torch.Generator().manual_seed(9)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(6, 1000, generator=g, dtype=torch.float64)
+    exact = run_encoded_circuit(features, n, ops, weights, range(n), simulator="torch")
+    fast = run_encoded_circuit(features.float(), n, ops, weights.float(), range(n),
+                               simulator="cpu-kernels")
+    torch.testing.assert_close(fast.double(), exact, atol=2e-5, rtol=0)
+
+
+@needs_numba
+def test_auto_runs_any_circuit_on_the_general_kernel(monkeypatch):
+    calls = []
+    real = kernels.general_forward
+    monkeypatch.setattr(kernels, "general_forward", lambda *a: calls.append(1) or real(*a))
+    ops = [Op("H", (0,)), Op("CZ", (0, 2)), Op("RX", (1,), (0,)), Op("CNOT", (1, 2)),
+           Op("RY", (2,), (1,))]
+    run_encoded_circuit(torch.randn(2, 8), 3, ops, torch.rand(2), (0, 1, 2))
+    assert calls == [1]
+
+
+@needs_numba
+def test_rows_the_kernels_decline_take_the_torch_plan():
+    ops = [Op("RX", (0,), (0,)), Op("CNOT", (0, 1)), Op("RY", (2,), (1,)), Op("CZ", (1, 2))]
+    weights = torch.tensor([0.3, 1.1], dtype=torch.float64)
+    features = torch.randn(3, 8, dtype=torch.float64)
+    features[1] *= 1e40  # norm out of the kernels' range: the torch encoder rescales it
+    out = run_encoded_circuit(features, 3, ops, weights, (0, 1, 2), simulator="cpu-kernels")
+    expected = run_encoded_circuit(features, 3, ops, weights, (0, 1, 2), simulator="torch")
+    torch.testing.assert_close(out, expected)
+
+
+def test_the_rule_picks_kernels_for_exact_cpu_calls_and_the_plan_otherwise():
+    x = torch.randn(2, 16)
+    expected = "cpu-kernels" if kernels.available() and kernels.enabled() else "torch-plan"
+    assert backends.choose("auto", x, 4, None).name == expected
+    assert backends.choose("auto", x, 4, 100).name == "torch-plan"  # shots
+    assert backends.choose("auto", x.half(), 4, None).name == "torch-plan"
+    assert backends.choose("torch", x, 4, 100).name == "torch"
+
+
+def test_forcing_an_implementation_that_cannot_run_says_why():
+    with pytest.raises(ConfigError, match="exact expectations only"):
+        backends.choose("cpu-kernels", torch.randn(2, 16), 4, 10)
+    with pytest.raises(ConfigError, match="simulator must be one of auto, torch"):
+        backends.choose("fast", torch.randn(2, 16), 4, None)
+
+
+@pytest.mark.parametrize("name", sorted(GATES))
+def test_gate_table_facts_match_the_matrices(name):
+    spec = GATES[name]
+    for theta in ([0.37, 2.9] if spec.parametrized else [None]):
+        u = spec.unitary(theta)
+        assert u.shape == (2**spec.n_wires,) * 2
+        np.testing.assert_allclose(u @ u.conj().T, np.eye(len(u)), atol=1e-12)
+        assert spec.real == bool(np.allclose(u.imag, 0))
+        assert spec.diagonal == bool(np.allclose(u, np.diag(np.diag(u))))
+        is_perm = np.allclose(np.abs(u), np.round(np.abs(u))) and np.allclose(u.imag, 0) and (
+            u.real >= 0).all()
+        assert spec.permutation == bool(is_perm and not np.allclose(u, np.eye(len(u))))
+
+
+@pytest.mark.parametrize("name", sorted(GATES))
+def test_gate_table_matches_pennylane(name):
+    qml = pytest.importorskip("pennylane")
+    spec = GATES[name]
+    theta = 0.81 if spec.parametrized else None
+    cls = getattr(qml, spec.pennylane)
+    op = cls(*(() if theta is None else (theta,)), wires=list(range(spec.n_wires)))
+    np.testing.assert_allclose(qml.matrix(op), spec.unitary(theta), atol=1e-12)
