@@ -73,7 +73,7 @@ def _forced(name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize(
-    ("n", "count", "seed"), [(2, 10, 10), (3, 12, 0), (4, 30, 1), (5, 40, 2), (6, 25, 3)]
+    ("n", "count", "seed"), [(2, 10, 10), (3, 12, 0), (4, 30, 1), (5, 40, 2)]
 )
 def test_every_implementation_matches_dense_matrices(name, n, count, seed):
     ops, shape = _random_circuit(n, count, seed)
