@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from qhead.errors import QheadError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """Raised for a name that is not registered; the message lists the allowed names."""
+class UnknownNameError(QheadError, KeyError):
+    """Raised for a name that is not registered; the message lists the allowed names (a
+    user error, and a ``KeyError`` for code that looks names up)."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

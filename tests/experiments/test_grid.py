@@ -14,12 +14,11 @@ from qhead.experiments.grid import (
     cell_record,
     cell_status,
     config_differences,
-    format_override,
-    parse_overrides,
     parse_shard,
     shard_cells,
     write_cell_record,
 )
+from qhead.overrides import format_override, parse_overrides
 
 
 def _grid(**kw):

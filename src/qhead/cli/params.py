@@ -12,7 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from qhead.errors import ConfigError
+from qhead.errors import ConfigError, MissingFileError
+from qhead.overrides import parse_override, set_nested
 
 __all__ = ["add_model_arguments", "model_config_from_args", "register", "run"]
 
@@ -48,33 +49,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parse_option(text: str, flag: str) -> tuple[list[str], Any]:
-    import yaml
-
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"{flag}: expected KEY=VALUE, got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{flag} {key}: cannot parse {raw!r} as a YAML value: {error}") from None
-    return key.strip().split("."), value
-
-
-def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        node = target.get(part)
-        if not isinstance(node, dict):
-            node = target[part] = {}
-        target = node
-    target[path[-1]] = value
-
-
 def _load_config_file(path: Path) -> dict[str, Any]:
     import yaml
 
     if not path.is_file():
-        raise FileNotFoundError(f"no such config file: {path}")
+        raise MissingFileError(f"no such config file: {path}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -133,12 +112,12 @@ def model_config_from_args(args: argparse.Namespace):
         value = getattr(args, attr, None)
         if value is not None:
             data[key] = value
-    for text in args.head_option:
-        path, value = _parse_option(text, "--head-option")
-        _set_nested(data["head_options"], path, value)
-    for text in args.backbone_option:
-        path, value = _parse_option(text, "--backbone-option")
-        _set_nested(data["backbone_options"], path, value)
+    for flag, items, target in (("--head-option", args.head_option, data["head_options"]),
+                                ("--backbone-option", args.backbone_option,
+                                 data["backbone_options"])):
+        for text in items:
+            key, value = parse_override(text, what=flag, example="(e.g. layers=2)")
+            set_nested(target, key, value)
     return ModelConfig.from_dict(data)
 
 

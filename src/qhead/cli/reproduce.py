@@ -25,11 +25,11 @@ from qhead.experiments.grid import (
     ARMS,
     DEFAULT_SPLIT,
     GridSpec,
-    parse_overrides,
     parse_shard,
     shard_cells,
 )
 from qhead.experiments.runner import format_plan, plan, run_plan, threads_per_job
+from qhead.overrides import parse_overrides
 
 BUDGET_KEYS: dict[str, tuple[str, ...]] = {
     "epochs": ("epochs",),

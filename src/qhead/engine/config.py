@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from qhead.data import DataConfig
-from qhead.errors import ConfigError
+from qhead.errors import ConfigError, MissingFileError
 from qhead.models import ModelConfig, get_preset, preset_dataset
+from qhead.overrides import flatten, nest, parse_overrides
 
 __all__ = [
     "AMP_MODES",
@@ -31,8 +32,8 @@ __all__ = [
     "TrainConfig",
     "config_from_dict",
     "config_to_dict",
-    "flatten_dict",
     "load_config",
+    "omegaconf_error",
     "resume_conflicts",
     "save_config",
 ]
@@ -209,7 +210,7 @@ def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
 # ---------------------------------------------------------------- OmegaConf plumbing
 
 
-def _omegaconf_error(error: Exception) -> ConfigError:
+def omegaconf_error(error: Exception) -> ConfigError:
     """One line naming the key, from any OmegaConf exception."""
     key = getattr(error, "full_key", None) or getattr(error, "key", None)
     message = str(getattr(error, "msg", None) or error).strip().splitlines()[0]
@@ -248,7 +249,7 @@ def _to_config(node: Any) -> TrainConfig:
     try:
         plain = OmegaConf.to_container(node, resolve=True)
     except OmegaConfBaseException as error:
-        raise _omegaconf_error(error) from None
+        raise omegaconf_error(error) from None
     assert isinstance(plain, dict)
     return config_from_plain(plain)
 
@@ -263,16 +264,6 @@ def config_from_plain(plain: Mapping[str, Any]) -> TrainConfig:
     except TypeError as error:
         raise ConfigError(f"data: {error}") from None
     return TrainConfig(model=model, data=data, **plain)
-
-
-def _parse_overrides(overrides: Sequence[str]) -> list[str]:
-    for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise ConfigError(
-                f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. epochs=5 or "
-                "model.head_options.layers=2"
-            )
-    return list(overrides)
 
 
 def load_config(
@@ -291,8 +282,10 @@ def load_config(
 
     Raises:
         ConfigError: for an unknown key (naming it and the allowed keys), a value of the
-            wrong type, or an invalid value; FileNotFoundError for a missing file.
+            wrong type, an invalid value, or a file that is not YAML;
+        MissingFileError: (a ``FileNotFoundError``) for a missing config file.
     """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -304,11 +297,15 @@ def load_config(
         if config_file is not None:
             path = Path(config_file)
             if not path.is_file():
-                raise FileNotFoundError(f"config file {path} does not exist")
-            file_node = OmegaConf.load(path)
+                raise MissingFileError(f"config file {path} does not exist")
+            try:
+                file_node = OmegaConf.load(path)
+            except yaml.YAMLError as error:
+                raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})"
+                                  ) from None
             if not isinstance(file_node, Mapping) and not OmegaConf.is_dict(file_node):
                 raise ConfigError(f"{path}: expected a YAML mapping of config keys")
-        dotlist = OmegaConf.from_dotlist(_parse_overrides(overrides))
+        dotlist = OmegaConf.create(nest(parse_overrides(overrides)))
         chosen = preset
         if chosen is None and file_node is not None:
             chosen = file_node.get("preset")
@@ -322,7 +319,7 @@ def load_config(
         if preset is not None:
             node.preset = preset
     except OmegaConfBaseException as error:
-        raise _omegaconf_error(error) from None
+        raise omegaconf_error(error) from None
     return _to_config(node)
 
 
@@ -364,18 +361,6 @@ RESUMABLE_KEYS: tuple[str, ...] = (
 _DERIVED_KEYS: tuple[str, ...] = ("image_size", "model.num_classes")
 
 
-def flatten_dict(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict → ``{"a.b.c": value}`` (lists and empty dicts are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten_dict(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
 def resume_conflicts(saved: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
     """The keys in which ``cfg`` differs from a run's saved config and that a resume may
     not change (not in :data:`RESUMABLE_KEYS`), as ``"key: old -> new"``.
@@ -383,8 +368,8 @@ def resume_conflicts(saved: Mapping[str, Any], cfg: TrainConfig) -> list[str]:
     Keys that only one side has (a config written by another qhead version) are not
     compared.
     """
-    old = flatten_dict(saved)
-    new = flatten_dict(config_to_dict(cfg))
+    old = flatten(saved)
+    new = flatten(config_to_dict(cfg))
     skip = set(RESUMABLE_KEYS) | set(_DERIVED_KEYS)
     return [
         f"{key}: {old[key]!r} -> {new[key]!r}"

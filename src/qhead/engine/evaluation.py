@@ -53,7 +53,8 @@ def _data_config(loaded: LoadedCheckpoint, overrides: Mapping[str, Any] | Sequen
     from omegaconf.errors import OmegaConfBaseException
 
     from qhead.data import DataConfig
-    from qhead.engine.config import _omegaconf_error
+    from qhead.engine.config import omegaconf_error
+    from qhead.overrides import nest, parse_overrides
 
     base = dataclasses.asdict(loaded.config.data)
     try:
@@ -63,16 +64,15 @@ def _data_config(loaded: LoadedCheckpoint, overrides: Mapping[str, Any] | Sequen
                 extra = OmegaConf.create(dict(overrides))
             else:
                 items = [o[len("data."):] if o.startswith("data.") else o for o in overrides]
-                for item in items:
-                    if "=" not in item:
-                        raise ConfigError(f"--data {item!r}: expected KEY=VALUE (e.g. root=DIR)")
-                extra = OmegaConf.from_dotlist(items)
+                extra = OmegaConf.create(
+                    nest(parse_overrides(items, what="--data", example="(e.g. root=DIR)"))
+                )
             node = OmegaConf.merge(node, extra)
         if data_root is not None:
             node.root = data_root
         plain = OmegaConf.to_container(node, resolve=True)
     except OmegaConfBaseException as error:
-        message = str(_omegaconf_error(error))
+        message = str(omegaconf_error(error))
         raise ConfigError(message.replace("config key '", "data key '")) from None
     assert isinstance(plain, dict)
     size = loaded.config.model.image_size

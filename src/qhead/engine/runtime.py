@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qhead.errors import ConfigError
+from qhead.errors import ConfigError, TrainingDivergedError
 
 __all__ = [
     "StepContext",
@@ -247,7 +247,7 @@ def train_step(
         logits.float(), labels, label_smoothing=ctx.label_smoothing
     )
     if not torch.isfinite(loss):
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"training loss is {loss.item()} (not finite); lower lr or turn amp off"
         )
     if ctx.scaler is not None:

@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from qhead.engine.record import (
     CELL_FILE,
     FINAL_FILE,
@@ -50,6 +48,7 @@ from qhead.engine.record import (
     write_cell_record,  # noqa: F401  (part of this module's API since cell.json began here)
 )
 from qhead.errors import ConfigError
+from qhead.overrides import flatten
 
 SEED_KEY = "seed"
 """Dotted config key of the training seed."""
@@ -303,51 +302,6 @@ def shard_cells(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
     if count < 1 or not 0 <= index < count:
         raise ConfigError(f"shard: expected 0 <= index < count, got {index}/{count}")
     return [cell for position, cell in enumerate(cells) if position % count == index]
-
-
-def parse_override_value(text: str) -> Any:
-    """YAML-typed value of a ``key=value`` override (``"50"`` → 50, ``"true"`` → True)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """``["train.epochs=5", "data.image_size=64"]`` → ``{"train.epochs": 5, ...}``.
-
-    Raises:
-        ConfigError: for an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r}: expected dotted.key=value")
-        out[key.strip()] = parse_override_value(value)
-    return out
-
-
-def format_override(key: str, value: Any) -> str:
-    """Inverse of :func:`parse_overrides` for one item (YAML flow style for the value)."""
-    if isinstance(value, str):
-        return f"{key}={value}"
-    dumped = yaml.safe_dump(value, default_flow_style=True).strip()
-    if dumped.endswith("\n..."):
-        dumped = dumped[: -len("\n...")]
-    return f"{key}={dumped.removesuffix('...').strip()}"
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict → ``{"a.b.c": value}`` (lists are leaves)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -24,8 +24,8 @@ from qhead.experiments.grid import (
     UNTRACKED_KEYS,
     arm_spec,
     config_differences,
-    flatten,
 )
+from qhead.overrides import flatten
 
 BACKBONE_KEY = "model.backbone"
 HEAD_KEY = "model.head"

@@ -25,9 +25,9 @@ from qhead.experiments.grid import (
     GridSpec,
     cell_record,
     cell_status,
-    format_override,
 )
 from qhead.experiments.locks import CellLock
+from qhead.overrides import format_override
 
 
 @dataclass
