@@ -80,7 +80,12 @@ def build_datasets(cfg: DataConfig) -> DatasetSplits:
     return splits
 
 
-def _require_root(cfg: DataConfig) -> Path:
+def require_root(cfg: DataConfig) -> Path:
+    """``cfg.root`` as a path that exists (``~`` expanded), for datasets that need files.
+
+    Raises:
+        ConfigError: ``data.root`` is not set; DataError: it does not exist.
+    """
     if not cfg.root:
         raise ConfigError(f"data.root must be set for dataset {cfg.name!r}")
     root = Path(cfg.root).expanduser()
@@ -246,7 +251,7 @@ def scan_imagefolder(root: Path) -> tuple[list[Record], dict[str, Any]]:
 @DATASETS.register("imagefolder")
 def imagefolder(cfg: DataConfig) -> DatasetSplits:
     """Class sub-folders (``root/<class>/*``), optionally under ``root/train`` + ``root/test``."""
-    root = _require_root(cfg)
+    root = require_root(cfg)
     records, info = scan_imagefolder(root)
     if info["split"] != "given (train/ + test/)":
         info["seed"] = cfg.split_seed
@@ -286,7 +291,7 @@ def read_csv_records(path: Path) -> list[Record]:
 @DATASETS.register("csv")
 def csv_dataset(cfg: DataConfig) -> DatasetSplits:
     """A CSV file with columns ``path,label[,split]``; paths relative to the CSV."""
-    root = _require_root(cfg)
+    root = require_root(cfg)
     if root.is_dir():
         raise DataError(f"data.root {root} is a folder; dataset 'csv' needs the CSV file")
     return splits_from_records(read_csv_records(root), cfg,
@@ -304,7 +309,7 @@ def manifest_records(location: Path) -> list[Record]:
 @DATASETS.register("manifest")
 def manifest(cfg: DataConfig) -> DatasetSplits:
     """A folder written by ``qhead prepare`` (or any ``manifest.csv``)."""
-    root = _require_root(cfg)
+    root = require_root(cfg)
     return splits_from_records(manifest_records(root), cfg, info={"source": "manifest"})
 
 

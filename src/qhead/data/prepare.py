@@ -59,9 +59,9 @@ from qhead.data.config import SPLIT_PROTOCOLS
 from qhead.data.datasets import (
     DATASETS,
     Record,
-    _require_root,
     is_prepared,
     manifest_records,
+    require_root,
     scan_class_folders,
     splits_from_records,
 )
@@ -687,7 +687,7 @@ def write_prepared(prepared: Prepared, out: str | Path, *, source_label: str | N
 
 def _paper_dataset(name: str):
     def build(cfg) -> Any:
-        root = _require_root(cfg)
+        root = require_root(cfg)
         if is_prepared(root):
             summary_file = (root if root.is_dir() else root.parent) / SUMMARY_JSON
             summary = (json.loads(summary_file.read_text(encoding="utf-8"))
