@@ -144,3 +144,27 @@ def test_too_many_qubits_and_too_many_wires_fail_at_build_model():
                 head_options={"measured_wires": 11},
             )
         )
+
+
+def test_fields_changed_after_construction_are_checked_again_without_rebuilding_the_head(
+    monkeypatch,
+):
+    """The engine sets image_size/num_classes from the data: checked again, cheaply."""
+    import qhead.quantum.options as options
+
+    calls = []
+    original = options.build_ansatz
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(options, "build_ansatz", counted)
+    cfg = ModelConfig(backbone="small_cnn", image_size=16, head="quantum")
+    cfg.image_size, cfg.num_classes = 32, 5
+    model = build_model(cfg)
+    assert model.num_classes == 5 and model.n_qubits == 10 and len(calls) == 1
+    cfg.num_classes = 1
+    with pytest.raises(ConfigError, match=r"model\.num_classes: expected an integer >= 2"):
+        build_model(cfg)
+    assert len(calls) == 1

@@ -8,6 +8,7 @@ the config stored in its checkpoint.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -76,8 +77,12 @@ class ModelConfig:
         Raises:
             ConfigError: naming the bad field and the allowed values.
         """
+        self._check_fields()
+        self._check_head()
+
+    def _check_fields(self) -> None:
+        """Every field but the head (cheap: nothing is built)."""
         from qhead.models.backbones import validate_backbone_name
-        from qhead.models.heads import validate_head
 
         if not isinstance(self.backbone, str) or not self.backbone:
             raise ConfigError(f"model.backbone: expected a name, got {self.backbone!r}")
@@ -104,23 +109,32 @@ class ModelConfig:
             raise ConfigError(
                 f"model.pretrained: expected a local file path or null, got {self.pretrained!r}"
             )
+        # Not dataclass fields: equality, asdict and YAML see only the fields.
+        self._checked_fields = dataclasses.astuple(self)
+
+    def _check_head(self) -> None:
+        from qhead.models.heads import validate_head
+
         spec = validate_head(self.head, self.head_options)
-        # Not a dataclass field: equality, asdict and YAML see only the fields.
-        self._checked = (dataclasses.astuple(self), spec)
+        self._checked_head = (self.head, copy.deepcopy(self.head_options), spec)
 
     def head_spec(self) -> HeadSpec:
         """The checked head (:class:`~qhead.models.heads.HeadSpec`) that builders build.
 
-        The one made at construction, unless a field changed since; then the config is
-        checked again (once), so a builder never takes an unchecked value.
+        The one made at construction. Fields changed since (the engine sets
+        ``image_size`` and ``num_classes`` from the data) are checked again, once, when
+        the config is next built; the head (and its ansatz) only if ``head`` or
+        ``head_options`` changed. So a builder never takes an unchecked value.
 
         Raises:
             ConfigError: for a changed field with a bad value.
         """
-        fields, spec = self.__dict__.get("_checked", (None, None))
-        if spec is None or fields != dataclasses.astuple(self):
-            self.validate()
-            fields, spec = self._checked
+        head, options, spec = self.__dict__.get("_checked_head", (None, None, None))
+        if spec is None or head != self.head or options != self.head_options:
+            self._check_head()
+            head, options, spec = self._checked_head
+        if self.__dict__.get("_checked_fields") != dataclasses.astuple(self):
+            self._check_fields()
         return spec
 
     def backbone_key(self) -> str:
@@ -152,28 +166,22 @@ class ModelConfig:
 
 
 def _plain(value: Any, name: str) -> dict[str, Any]:
+    from omegaconf import DictConfig, OmegaConf
+
     if value is None:
         return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(value, DictConfig):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a core dependency
-        pass
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
     if not isinstance(value, dict):
         raise ConfigError(f"model.{name}: expected a mapping of options, got {value!r}")
     return {str(k): _plain_value(v) for k, v in value.items()}
 
 
 def _plain_value(value: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf import DictConfig, ListConfig, OmegaConf
 
-        if isinstance(value, (DictConfig, ListConfig)):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
     if isinstance(value, tuple):
         return list(value)
     return value
