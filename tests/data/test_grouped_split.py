@@ -150,6 +150,8 @@ def test_data_split_option_on_raw_and_prepared_roots(planted, tmp_path):
     assert sorted(Path(p).resolve() for p in raw.test.paths) == sorted(
         Path(p).resolve() for p in prepared.test.paths)
     assert raw.info["split"] == prepared.info["split"] == "grouped"
+    assert raw.info["grouping"]["threshold"] == 8
+    assert raw.info["grouping"]["dropped_cross_class_images"] == 5
     assert len(raw.train) + len(raw.test) == 58 - 5
     with pytest.raises(DataError, match="prepared with split protocol 'grouped'"):
         build_datasets(DataConfig(name="busi", root=str(tmp_path / "g"), image_size=8))

@@ -269,6 +269,19 @@ def test_prepare_cli_leaves_folder_images_in_place_by_default(tmp_path, make_ima
         main(["prepare", "busi", str(src), "--out", str(tmp_path / "x"), "--copy", "--no-copy"])
 
 
+def test_default_output_folders_are_ignored_by_git():
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["data/busi/manifest.csv", "runs/x/last.pt", "src/qhead/data/prepare.py",
+             "tests/data/test_prepare.py"]
+    done = subprocess.run(["git", "-C", str(repo), "check-ignore", *paths],
+                          capture_output=True, text=True, check=False)
+    assert done.stdout.split() == paths[:2]  # the package's own data/ folders stay tracked
+
+
 def test_in_place_paths_are_relative_unless_only_the_root_is_shared(tmp_path):
     from qhead.data.prepare import _path_from
 

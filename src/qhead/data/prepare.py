@@ -711,7 +711,10 @@ def _paper_dataset(name: str):
             prepared.records(), cfg,
             info={"source": "raw (prepared in memory)", "seed": cfg.split_seed,
                   "split": cfg.split, "dropped": prepared.dropped,
-                  "matches_paper": prepared.matches_paper},
+                  "matches_paper": prepared.matches_paper,
+                  **({"grouping": {k: v for k, v in prepared.grouping.items()
+                                   if k != "cross_class_clusters"}}
+                     if prepared.grouping else {})},
         )
         splits.skipped = [d["reason"] for d in prepared.dropped
                           if d["reason"].startswith(("unreadable", "cannot read"))
