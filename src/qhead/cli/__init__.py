@@ -38,6 +38,7 @@ COMMANDS: tuple[str, ...] = (
     "report",
     "export_records",
     "shots",
+    "noise",
     "resources",
     "export",
 )
