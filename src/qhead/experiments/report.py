@@ -33,7 +33,6 @@ from qhead.experiments.grid import (
 )
 from qhead.experiments.paper import BACKBONE_TITLES, DATASET_TITLES, PaperCell, paper_cell
 from qhead.experiments.results import (
-    EXECUTION_KEYS,
     RunResult,
     arm_order,
     arm_overrides,
@@ -43,9 +42,13 @@ from qhead.experiments.stats import PairedDifference, Summary, paired_difference
 
 PAPER_BUDGET = "paper: 200 epochs, 224×224, batch 32, Adam lr 1e-3, one run per cell"
 METRICS = (("accuracy", "Acc"), ("macro_f1", "macro-F1"))
-NOT_BUDGET = EXECUTION_KEYS | {SPLIT_KEY}
-"""Overrides that change how a run is executed or logged, not what it computes (and the
-split, which every table names in its heading)."""
+NOT_BUDGET = frozenset(
+    {"data.num_workers", "plots", "tensorboard", "progress", "threads", "device", "out",
+     SPLIT_KEY}
+)
+"""Overrides not printed in the budget line: how a run is executed or logged (as in every
+earlier report, so their budget lines stay the same), and the split, which every table
+names in its heading."""
 OPTIMISTIC = (
     "best-epoch Acc = the highest test accuracy over the epochs (`metrics.csv`), i.e. the "
     "model selected on the test split: what a paper that selects on its test split would "
