@@ -204,6 +204,8 @@ def test_export_records_then_report_from_them_alone(tmp_path, capsys):
     assert "## Not included" in text_before  # the unfinished run, not exported
     assert after.markdown.read_text().rstrip() == text_before.split("## Not included")[0].rstrip()
     assert sorted(p.name for p in after.plots) == sorted(p.name for p in before.plots)
+    for old, new in zip(sorted(before.plots), sorted(after.plots), strict=True):
+        assert new.read_bytes() == old.read_bytes(), new.name  # the same plots, exactly
 
     # idempotent: exporting the records again changes nothing
     stamps = {p: p.stat().st_mtime_ns for p in records.rglob("*") if p.is_file()}
