@@ -71,7 +71,7 @@ def test_unexportable_circuits_are_refused():
         circuit_to_qasm([Op("CRZ", (0, 1), (0, 0))], weights, 2, [0])
     with pytest.raises(ExportError, match="no finite angle"):
         circuit_to_qasm([Op("RY", (0,), (0, 0))], torch.full((1, 2), float("nan")), 2, [0])
-    with pytest.raises(ValueError, match="more than 2"):
+    with pytest.raises(ExportError, match="more than 2"):
         circuit_to_qasm([], weights, 2, [0], features=torch.ones(5))
 
 

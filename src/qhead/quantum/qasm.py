@@ -84,8 +84,8 @@ def circuit_to_qasm(
         comment: extra header lines (``//`` is added).
 
     Raises:
-        ExportError: a gate with no OpenQASM 2.0 equivalent, or a non-finite angle.
-        ValueError: a non-finite feature map, or one with more than 2^n values.
+        ExportError: a gate with no OpenQASM 2.0 equivalent, a non-finite angle, or a
+            feature map that is non-finite or has more than 2^n values.
     """
     w = weights.detach().to(torch.float64).cpu()
     lines = [
@@ -99,9 +99,9 @@ def circuit_to_qasm(
     if features is not None:
         flat = features.detach().to(torch.float64).cpu().reshape(-1)
         if flat.numel() > 2**n_qubits:
-            raise ValueError(f"feature map has {flat.numel()} values, more than 2^{n_qubits}")
+            raise ExportError(f"feature map has {flat.numel()} values, more than 2^{n_qubits}")
         if not torch.isfinite(flat).all():
-            raise ValueError("feature map contains NaN or infinity; cannot prepare it")
+            raise ExportError("feature map contains NaN or infinity; cannot prepare it")
         lines.append(f"creg c[{len(measured_wires)}];")
         padded = np.zeros(2**n_qubits)
         padded[: flat.numel()] = flat.numpy()
