@@ -1,4 +1,5 @@
-"""The noise study: features once, head re-run per strength, exact and trajectory rows."""
+"""The noise study (features once, head re-run per strength, exact and trajectory rows) and
+``qhead resources`` of a trained checkpoint."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from qhead.experiments.noise import compute_test_features, noise_study, parse_st
 
 TINY = [
     "data.name=digits", "model.backbone=small_cnn", "model.backbone_options.channels=[4,8,8]",
-    "image_size=16", "data.max_per_class=4", "data.num_workers=0", "batch_size=8",
-    "tensorboard=false", "plots=false", "epochs=2", "amp=off", "threads=1", "progress=false",
+    "image_size=16", "data.max_per_class=3", "data.num_workers=0", "batch_size=8",
+    "tensorboard=false", "plots=false", "epochs=1", "amp=off", "threads=1", "progress=false",
 ]  # fmt: skip
 
 pytestmark = pytest.mark.filterwarnings("ignore::qhead.quantum.CircuitLintWarning")
@@ -83,3 +84,17 @@ def test_noise_errors(runs, capsys) -> None:
     tf = compute_test_features(runs["a1"])
     with pytest.raises(ConfigError, match="allowed: depolarizing"):
         noise_study([tf], "amplitude_damping", [0.1])
+
+
+def test_resources_of_a_trained_checkpoint(runs, capsys) -> None:
+    import json
+
+    assert main(["resources", str(runs["a2"]), "--json", "--train-images", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_qubits"] == 5 and out["ansatz"]["two_qubit"] == 4  # ansatz2: CNOT chain
+    assert out["trainable_angles"] == 10 and out["dead_angles"] == 5  # RZ dead at D=1
+    assert out["training"]["steps_per_epoch"] == 13  # ceil(100 / 8), the run's batch size
+    assert main(["resources", str(runs["classical"])]) == 1
+    assert "has no quantum head" in capsys.readouterr().err
+    assert main(["resources", str(runs["a1"]), "model.head=twin"]) == 1
+    assert "not both" in capsys.readouterr().err
