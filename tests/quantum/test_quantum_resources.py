@@ -160,6 +160,18 @@ def test_training_cost_is_parameter_shift_arithmetic() -> None:
         head_resources(ops, n, range(n), 12, p, batch_size=0)
 
 
+def test_large_circuits_use_the_closed_forms() -> None:
+    n = 17  # above COUNTED_MAX_QUBITS: not built, the closed forms tested above for n ≤ 6
+    ops = build_ansatz("ansatz2").ops(1, n)
+    res = head_resources(ops, n, range(n), 2**n, 2 * n)
+    prep, full = res.state_preparation, res.full_circuit
+    assert prep["counted_from_decomposition"] is False
+    assert (prep["two_qubit"], prep["depth"]) == (2**n - 2, 2 ** (n + 1) - n - 2)
+    assert full["two_qubit"] == 2**n - 2 + n - 1
+    assert full["gates"]["RY"] == 2**n - 1 + n and res.ansatz["depth"] == n + 2  # H, RY, RZ, chain
+    assert full["depth"] == prep["depth"] + res.ansatz["depth"]  # an upper bound, stated
+
+
 TINY = ["model.backbone=small_cnn", "model.backbone_options.channels=[4,8,8]", "image_size=16"]
 
 
@@ -171,8 +183,9 @@ def test_cli_resources_for_a_model_on_the_command_line(capsys) -> None:
     assert out["model"]["features_observed_nonnegative"] is True  # small_cnn ends in a ReLU
     assert [r["shots"] for r in out["shots"]] == [10, 100]
     assert main(["resources", *TINY, "model.head=quantum"]) == 0
-    assert "| state preparation (qhead, Möttönen RY cascade) | CNOT 30, RY 31 | 30 | 57 |" in (
-        capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert ("| state preparation (qhead, Möttönen RY cascade; counted from the built "
+            "decomposition) | CNOT 30, RY 31 | 30 | 57 |") in printed
 
 
 def test_cli_resources_errors(capsys) -> None:

@@ -152,6 +152,9 @@ def format_resources(res: HeadResources, info: dict[str, Any]) -> str:
     pl = prep["pennylane_mottonen"]
     sign = ("observed non-negative (post-ReLU)" if info["features_observed_nonnegative"]
             else "signed")
+    pl_kind = "non-negative map" if info["features_observed_nonnegative"] else "signed map"
+    counted = ("counted from the built decomposition" if prep["counted_from_decomposition"]
+               else "closed forms (too many gates to build)")
     end_to_end = (1 + tr["circuits_per_image_weight_gradient"]
                   + tr["circuits_per_image_feature_gradient"])
     lines = [
@@ -166,9 +169,10 @@ def format_resources(res: HeadResources, info: dict[str, Any]) -> str:
         "|---|---|---:|---:|",
         f"| ansatz ({res.trainable_angles} trainable angles, {res.dead_angles} dead) | "
         f"{_gates(ans['gates'])} | {ans['two_qubit']:,} | {ans['depth']:,} |",
-        f"| state preparation (qhead, Möttönen RY cascade) | {_gates(prep['gates'])} | "
+        f"| state preparation (qhead, Möttönen RY cascade; {counted}) | "
+        f"{_gates(prep['gates'])} | "
         f"{prep['two_qubit']:,} | {prep['depth']:,} |",
-        f"| state preparation (PennyLane MottonenStatePreparation, {prep['features']}) | "
+        f"| state preparation (PennyLane MottonenStatePreparation, {pl_kind}) | "
         + ", ".join(f"{k} {v:,}" for k, v in pl.items() if k not in ("CNOT", "note", "depth"))
         + f" | {pl['CNOT']:,} | {format(pl['depth'], ',') if 'depth' in pl else '—'} |",
         f"| full circuit (qhead preparation + ansatz) | {full['total']:,} gates | "

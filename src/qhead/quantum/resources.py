@@ -16,12 +16,19 @@ from qhead.errors import ConfigError
 from qhead.quantum.stateprep import mottonen_counts, mottonen_gates, pennylane_mottonen_counts
 
 __all__ = [
+    "COUNTED_MAX_QUBITS",
     "CircuitCounts",
     "DeviceAssumptions",
     "HeadResources",
     "circuit_counts",
     "head_resources",
 ]
+
+
+COUNTED_MAX_QUBITS = 16
+"""Up to this n the state preparation is counted from its built decomposition (2^(n+1)
+gates: 131,070 at n = 16, a second); above it, from the closed forms (for the full circuit
+the depth is then the sum of the two depths, an upper bound)."""
 
 
 @dataclass(frozen=True)
@@ -161,10 +168,17 @@ def head_resources(
     n = n_qubits
     ansatz = circuit_counts(ops, n)
     prep_closed = mottonen_counts(n)
-    # the actual decomposition (angles of a dense positive state; counts do not depend on them)
-    prep_gates = mottonen_gates([1.0] * 2**n)
-    prep = circuit_counts(prep_gates, n)
-    full = circuit_counts([*prep_gates, *ops], n)
+    if n <= COUNTED_MAX_QUBITS:
+        # the actual decomposition (a dense positive state; the counts do not depend on it)
+        prep_gates = mottonen_gates([1.0] * 2**n)
+        prep = circuit_counts(prep_gates, n)
+        full = circuit_counts([*prep_gates, *ops], n)
+    else:  # millions of gates: closed forms (tested equal to the decomposition for small n)
+        gates = {"RY": prep_closed["RY"], "CNOT": prep_closed["CNOT"]}
+        prep = CircuitCounts(gates, sum(gates.values()), gates["CNOT"], prep_closed["depth"])
+        merged = Counter(gates) + Counter(ansatz.gates)
+        full = CircuitCounts(dict(merged), prep.total + ansatz.total,
+                             prep.two_qubit + ansatz.two_qubit, prep.depth + ansatz.depth)
     prep_angles = prep_closed["RY"]
     if features_nonnegative is True:
         pennylane = {**mottonen_counts(n), "note": "non-negative amplitudes: RY cascade only"}
@@ -218,6 +232,7 @@ def head_resources(
                       "real amplitudes of any sign",
             "features": sign,
             **asdict(prep),
+            "counted_from_decomposition": n <= COUNTED_MAX_QUBITS,
             "closed_form": prep_closed,
             "pennylane_mottonen": pennylane,
             "angles": prep_angles,
