@@ -96,10 +96,12 @@ def test_one_epoch_is_singular(folder_run) -> None:
     assert "after 1 epoch in" in printed and "1 epochs" not in printed
 
 
-def test_evaluate_prints_the_confusion_matrix(folder_run, tmp_path) -> None:
+def test_evaluate_prints_the_confusion_matrix(folder_run, tmp_path, capsys) -> None:
     run, _ = folder_run
     code, printed = _quiet_main(["evaluate", str(run / "last.pt"), "--out", str(tmp_path)])
     assert code == 0
+    assert "qhead evaluate: warning: the test split has no image of class 'c'" in (
+        capsys.readouterr().err)
     matrix = json.loads((tmp_path / "last.eval.json").read_text())["confusion_matrix"]
     lines = printed.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("true \\ predicted"))

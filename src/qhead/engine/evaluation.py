@@ -16,7 +16,7 @@ import torch
 from qhead.engine import record
 from qhead.engine.checkpoint import LoadedCheckpoint, load_checkpoint
 from qhead.engine.loader import make_loader
-from qhead.engine.metrics import plot_confusion, write_confusion_csv
+from qhead.engine.metrics import missing_class_warnings, plot_confusion, write_confusion_csv
 from qhead.engine.record import evaluation_files
 from qhead.engine.runtime import make_step_context, prepare_model, resolve_device
 from qhead.engine.trainer import evaluate_model
@@ -160,6 +160,9 @@ def evaluate(
             f"{loaded.config.model.head!r}); shots apply to AE-VQC heads only"
         )
     dataset = splits.test if split == "test" else splits.train
+    for message in missing_class_warnings({split: getattr(dataset, "labels", None)},
+                                          loaded.classes):
+        print(f"qhead evaluate: warning: {message}", file=sys.stderr)
     if split == "train" and hasattr(dataset, "train"):
         dataset.train = False  # no augmentation when measuring
     loader, _ = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=shots_seed,
