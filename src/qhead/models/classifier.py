@@ -11,7 +11,7 @@ from qhead.models.backbones import Backbone, discover_feature_shape, make_backbo
 from qhead.models.config import ModelConfig
 from qhead.models.heads import CLASSICAL, Head
 
-__all__ = ["Classifier", "build_model", "count_parameters", "resolve_head"]
+__all__ = ["Classifier", "backbone_facts", "build_model", "count_parameters", "resolve_head"]
 
 
 class Classifier(nn.Module):
@@ -73,7 +73,18 @@ class Classifier(nn.Module):
         return f"head={self.head_name!r}, feature_shape={self.feature_shape}"
 
 
-_OWN_HEADS: dict[str, str] = {}
+_BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int, str]] = {}
+
+
+def backbone_facts(cfg: ModelConfig) -> tuple[tuple[int, int, int], int, str]:
+    """``(feature_shape, trainable backbone parameters, classical head name)`` of the
+    config's backbone, built and dry-run once per backbone, options and image size."""
+    key = cfg.backbone_key()
+    if key not in _BACKBONE_FACTS:
+        backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
+        shape = discover_feature_shape(backbone, cfg.image_size, cache_key=key)
+        _BACKBONE_FACTS[key] = (shape, count_parameters(backbone), backbone.classical_head)
+    return _BACKBONE_FACTS[key]
 
 
 def resolve_head(cfg: ModelConfig, backbone: Backbone | None = None) -> str:
@@ -81,23 +92,14 @@ def resolve_head(cfg: ModelConfig, backbone: Backbone | None = None) -> str:
 
     Args:
         cfg: the model config.
-        backbone: the built backbone; without it, ``classical`` is resolved by building
-            the config's backbone once (cached per backbone, options and image size).
+        backbone: the built backbone; without it, ``classical`` is resolved from
+            :func:`backbone_facts` (the config's backbone, built once and cached).
     """
     spec = cfg.head_spec()
     if spec.name != CLASSICAL:
         return spec.name
-    if backbone is None:
-        key = _shape_key(cfg)
-        if key not in _OWN_HEADS:
-            built = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
-            _OWN_HEADS[key] = built.classical_head
-        return spec.resolve(_OWN_HEADS[key]).name
-    return spec.resolve(backbone.classical_head).name
-
-
-def _shape_key(cfg: ModelConfig) -> str:
-    return cfg.backbone_key()
+    own = backbone.classical_head if backbone is not None else backbone_facts(cfg)[2]
+    return spec.resolve(own).name
 
 
 def build_model(cfg: ModelConfig | dict[str, Any]) -> Classifier:
@@ -121,7 +123,7 @@ def build_model(cfg: ModelConfig | dict[str, Any]) -> Classifier:
     backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
     if cfg.pretrained is not None:
         backbone.load_weights_file(cfg.pretrained)
-    shape = discover_feature_shape(backbone, cfg.image_size, cache_key=_shape_key(cfg))
+    shape = discover_feature_shape(backbone, cfg.image_size, cache_key=cfg.backbone_key())
     spec = spec.resolve(backbone.classical_head)
     head = spec.build(shape, cfg.num_classes)
     return Classifier(cfg, backbone, head, shape, spec.name)

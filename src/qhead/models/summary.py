@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from qhead.models.backbones import discover_feature_shape, make_backbone
-from qhead.models.classifier import count_parameters
+from qhead.models.classifier import backbone_facts, count_parameters
 from qhead.models.config import ModelConfig
 from qhead.models.heads import Head
 
@@ -55,19 +54,6 @@ class ModelSummary:
     drawing: str = ""
     lint: list[str] = field(default_factory=list)
     twin_of: str = ""
-
-
-_BACKBONE_FACTS: dict[str, tuple[tuple[int, int, int], int, str]] = {}
-
-
-def _backbone_facts(cfg: ModelConfig) -> tuple[tuple[int, int, int], int, str]:
-    """``(feature_shape, trainable backbone parameters, classical head name)``, cached."""
-    key = cfg.backbone_key()
-    if key not in _BACKBONE_FACTS:
-        backbone = make_backbone(cfg.backbone, cfg.image_size, cfg.backbone_options)
-        shape = discover_feature_shape(backbone, cfg.image_size, cache_key=key)
-        _BACKBONE_FACTS[key] = (shape, count_parameters(backbone), backbone.classical_head)
-    return _BACKBONE_FACTS[key]
 
 
 def _head_parts(head: Head) -> dict[str, int]:
@@ -147,7 +133,7 @@ def summarize(cfg: ModelConfig, with_circuit: bool = False) -> ModelSummary:
         ConfigError: as :func:`qhead.models.build_model`.
     """
     spec = cfg.head_spec()  # checked at construction (again only if cfg changed since)
-    shape, backbone_params, classical_head = _backbone_facts(cfg)
+    shape, backbone_params, classical_head = backbone_facts(cfg)
     spec = spec.resolve(classical_head)
     head = spec.build(shape, cfg.num_classes)
     return summarize_model(cfg, head, shape, backbone_params, with_circuit, spec.name)
