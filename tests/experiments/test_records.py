@@ -84,6 +84,8 @@ def test_split_names_the_run_dir_and_keeps_paper_split_paths_and_fingerprints(tm
     # a data.split override is the grid's split (so that it names the run dir)
     assert GridSpec(["busi"], ["resnet18"], ["classical"], [0],
                     {"data.split": "grouped"}).cells() == [grouped]
+    with pytest.raises(ConfigError, match="unknown split 'groupd'; allowed: paper, grouped"):
+        GridSpec(["busi"], ["resnet18"], ["classical"], [0], splits=["groupd"])
     with pytest.raises(ConfigError, match="name the splits once"):
         GridSpec(["busi"], ["resnet18"], ["classical"], [0], {"data.split": "grouped"},
                  splits=["paper", "grouped"])

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qhead.data.config import SPLIT_PROTOCOLS, DataConfig
 from qhead.engine.record import (
     CELL_FILE,
     FINAL_FILE,
@@ -56,8 +57,8 @@ SEED_KEY = "seed"
 DATASET_KEY = "data.name"
 SPLIT_KEY = "data.split"
 """Dotted config key of the dataset split (the data layer's protocol name)."""
-DEFAULT_SPLIT = "paper"
-"""The split a cell uses when none is named: the paper's own train/test split."""
+DEFAULT_SPLIT: str = DataConfig.split
+"""The split a cell uses when none is named: the data layer's default, the paper's own."""
 DATA_ROOT_KEY = "data.root"
 UNTRACKED_KEYS: tuple[str, ...] = (DATA_ROOT_KEY,)
 """Overrides that do not change what a run computes (paths); ignored when matching runs."""
@@ -240,8 +241,10 @@ class GridSpec:
         for arm in self.arms:
             arm_spec(arm)
         for split in self.splits:
-            if not isinstance(split, str) or not split.strip() or "/" in split:
-                raise ConfigError(f"splits: expected split names such as 'paper', got {split!r}")
+            if split not in SPLIT_PROTOCOLS:
+                raise ConfigError(
+                    f"splits: unknown split {split!r}; allowed: {', '.join(SPLIT_PROTOCOLS)}"
+                )
         for seed in self.seeds:
             if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
                 raise ConfigError(f"seeds: expected non-negative integers, got {seed!r}")
