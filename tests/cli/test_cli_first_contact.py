@@ -119,11 +119,12 @@ def digits_run(tmp_path_factory) -> Path:
     return out
 
 
-def test_resume_applies_overrides_to_the_runs_own_config(digits_run, tmp_path) -> None:
+@pytest.mark.parametrize("where", ["--out", "out="])
+def test_resume_applies_overrides_to_the_runs_own_config(digits_run, tmp_path, where) -> None:
     out = tmp_path / "run"
     shutil.copytree(digits_run, out)
-    code, printed = _quiet_main(["train", "--out", str(out), "--resume", "epochs=2",
-                                 "--no-progress"])
+    run_dir = ["--out", str(out), "epochs=2"] if where == "--out" else [f"out={out}", "epochs=2"]
+    code, printed = _quiet_main(["train", "--resume", "--no-progress", *run_dir])
     assert code == 0, printed
     assert "resumed from" in printed and "after epoch 1" in printed
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2

@@ -65,6 +65,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     from qhead.engine import load_config
     from qhead.engine.record import CONFIG_FILE
     from qhead.errors import ConfigError
+    from qhead.overrides import parse_overrides
 
     overrides = list(args.overrides)
     flags = []
@@ -78,19 +79,13 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         flags.append("progress=false")
     base = None
     if args.resume and not (args.config or args.preset):
-        out = args.out or _override_value(overrides, "out")
+        out = args.out or parse_overrides(overrides).get("out")
         if out is None:
             raise ConfigError("--resume needs --out DIR (the run to continue) or the run's config")
-        saved = Path(out) / CONFIG_FILE
+        saved = Path(str(out)) / CONFIG_FILE
         if saved.is_file():
             base = yaml.safe_load(saved.read_text())
     return load_config(args.config, args.preset, [*overrides, *flags], base=base)
-
-
-def _override_value(overrides: list[str], key: str) -> str | None:
-    """The value of the last ``key=value`` among the overrides (``None``: not given)."""
-    values = [item.partition("=")[2] for item in overrides if item.partition("=")[0] == key]
-    return values[-1] if values else None
 
 
 def run(args: argparse.Namespace) -> int:
