@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from qhead.engine.demo import format_table, run_demo
+    from qhead.engine.record import BEST_CHECKPOINT
 
     rows = run_demo(args.out, epochs=args.epochs, image_size=args.image_size, seed=args.seed,
                     threads=args.threads, progress=not args.no_progress,
@@ -45,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     print(f"\nlearning curves: {args.out}/curves.png; runs: "
           + ", ".join(str(r.run_dir) for r in rows))
-    print("next: qhead evaluate " + str(rows[-1].run_dir / "best.pt"))
+    print("next: qhead evaluate " + str(rows[-1].run_dir / BEST_CHECKPOINT))
     return 0
