@@ -92,3 +92,19 @@ def test_on_off_switches_survive_yaml_booleans(tmp_path) -> None:
     cfg = load_config(path)
     assert (cfg.amp, cfg.channels_last) == ("off", "off")
     assert load_config(overrides=["amp=bf16"]).amp == "bf16"
+
+
+def test_resume_conflicts_name_what_a_resume_may_not_change() -> None:
+    """A run dir written by the code of 84a2461 resumes with its own config (nothing
+    refused), with more epochs or a moved data root; another head or lr is named."""
+    from pathlib import Path
+
+    from qhead.engine.config import resume_conflicts
+
+    saved = yaml.safe_load((Path(__file__).parent / "data/run-84a2461/config.yaml").read_text())
+    assert resume_conflicts(saved, load_config(base=saved)) == []
+    moved = load_config(base=saved, overrides=["epochs=50", "data.root=/elsewhere", "threads=3"])
+    assert resume_conflicts(saved, moved) == []
+    changed = load_config(base=saved, overrides=["model.head=twin", "lr=0.5"])
+    assert sorted(resume_conflicts(saved, changed)) == [
+        f"lr: {saved['lr']!r} -> 0.5", f"model.head: {saved['model']['head']!r} -> 'twin'"]
