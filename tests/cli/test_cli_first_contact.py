@@ -91,6 +91,21 @@ def test_data_root_is_stored_absolute_and_evaluate_works_elsewhere(folder_run, t
     assert code == 0 and "macro-F1" in printed
 
 
+def test_a_relative_root_of_an_older_checkpoint_gets_a_hint(folder_run, tmp_path, capsys,
+                                                            monkeypatch) -> None:
+    run, _ = folder_run
+    raw = torch.load(run / "last.pt", weights_only=True)
+    raw["config"]["data"]["root"] = "pics"  # as checkpoints before the fix stored it
+    old = tmp_path / "old.pt"
+    torch.save(raw, old)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(old)]) == 1
+    err = capsys.readouterr().err
+    assert "data.root 'pics'" in err and "is relative" in err and "--data-root" in err
+    assert main(["evaluate", str(old), "--data-root", str(run.parent / "pics"),
+                 "--out", str(tmp_path)]) == 0
+
+
 def test_one_epoch_is_singular(folder_run) -> None:
     _, printed = folder_run
     assert "after 1 epoch in" in printed and "1 epochs" not in printed

@@ -146,6 +146,14 @@ def evaluate(
     loaded = load_checkpoint(checkpoint, backend=backend)
     data_cfg = _data_config(loaded, data, data_root)
     data_cfg.hflip = False
+    if (data_cfg.root and data_root is None and not Path(data_cfg.root).is_absolute()
+            and not Path(data_cfg.root).expanduser().exists()):
+        # checkpoints written before data.root was stored absolute
+        raise DataError(
+            f"data.root {data_cfg.root!r} stored in {checkpoint} is relative to the directory "
+            f"the run was trained from and does not exist from {Path.cwd()}; run from there "
+            "or pass --data-root DIR"
+        )
     splits = build_datasets(data_cfg)
     where = f"dataset {data_cfg.name!r}" + (f" at {data_cfg.root}" if data_cfg.root else "")
     _check_classes(loaded, list(splits.classes), where)
