@@ -229,3 +229,26 @@ def test_export_refuses_another_run_of_an_exported_cell(tmp_path):
     assert len(outcome.copied) == 1
     assert json.loads((records / "busi/resnet18/quantum/seed0/final.json").read_text())[
         "accuracy"] == 0.8
+
+
+def test_reproduce_skips_cells_finished_in_exported_records(tmp_path, capsys):
+    runs = tmp_path / "machine-a"
+    _make_run(runs, "paper", "classical", 0, [0.6, 0.7, 0.8])
+    _make_run(runs, "paper", "classical", 1, [0.6, 0.7, 0.8], epochs=4)  # another budget
+    records = tmp_path / "results"
+    export_records([runs], records)
+    args = ["reproduce", "--heads", "classical", "--seeds", "3", "--epochs", "3",
+            "--data-root", f"busi={tmp_path / 'data'}", "--out", str(tmp_path / "machine-b"),
+            "--dry-run"]
+    assert main([*args, "--done", str(records)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    actions = {line.split()[1]: line.split()[0] for line in lines
+               if line.startswith(("skip", "start"))}
+    # seed 0 is finished in the records with this budget; seed 1 only with epochs=4
+    assert actions == {"busi/resnet18/classical/seed0": "skip",
+                       "busi/resnet18/classical/seed1": "start",
+                       "busi/resnet18/classical/seed2": "start"}
+    assert main([*args]) == 0
+    assert "3 start" in capsys.readouterr().out
+    assert main([*args, "--done", str(tmp_path / "missing")]) == 1
+    assert "--done" in capsys.readouterr().err

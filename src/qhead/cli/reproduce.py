@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from qhead.errors import ConfigError
@@ -122,6 +123,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="training processes at once on this machine (threads = cores/jobs)")
     parser.add_argument("--shard", help="i/K: run only the i-th of K disjoint parts (0 <= i < K)")
+    parser.add_argument("--done", action="append", default=[], metavar="DIR",
+                        help="a folder of finished runs in the grid's layout (another "
+                        "machine's runs dir, or exported records such as "
+                        "results/busi-resnet18-224): its finished cells are skipped; "
+                        "repeatable")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.add_argument("--overwrite", action="store_true",
                         help="restart cells whose run dir holds a different configuration")
@@ -137,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
         index, count = parse_shard(args.shard)
         cells = shard_cells(cells, index, count)
     threads = threads_per_job(args.jobs)
-    planned = plan(grid, args.out, cells)
+    for done_dir in args.done:
+        if not Path(done_dir).is_dir():
+            raise ConfigError(f"--done: {done_dir!r} is not a folder")
+    planned = plan(grid, args.out, cells, done_dirs=args.done)
     budget = ", ".join(f"{k}={v}" for k, v in grid.overrides.items()) or "preset defaults"
     print(f"grid: {len(grid.cells())} cell(s)"
           + (f", shard {args.shard}: {len(cells)}" if args.shard else "")

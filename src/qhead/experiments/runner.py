@@ -46,15 +46,33 @@ class PlannedCell:
         ]
 
 
-def plan(grid: GridSpec, out: Path | str, cells: Sequence[Cell] | None = None) -> list[PlannedCell]:
-    """The plan for ``cells`` (default: the whole grid) under output dir ``out``."""
+def plan(
+    grid: GridSpec,
+    out: Path | str,
+    cells: Sequence[Cell] | None = None,
+    done_dirs: Sequence[Path | str] = (),
+) -> list[PlannedCell]:
+    """The plan for ``cells`` (default: the whole grid) under output dir ``out``.
+
+    ``done_dirs`` are folders in the grid's layout holding finished runs made elsewhere
+    (another machine's runs dir, or the records ``qhead export-records`` wrote into the
+    repository): a cell not finished under ``out`` but finished, with the same
+    configuration, in one of them is skipped, so a grid continues across machines and
+    sessions from its committed records.
+    """
     out = Path(out)
     chosen = list(cells) if cells is not None else grid.cells()
     planned = []
     for cell in chosen:
         run_dir = cell.run_dir(out)
         overrides = grid.cell_overrides(cell)
-        planned.append(PlannedCell(cell, run_dir, overrides, cell_status(run_dir, cell, overrides)))
+        status = cell_status(run_dir, cell, overrides)
+        if status.state == "new":
+            for done_dir in done_dirs:
+                if cell_status(cell.run_dir(done_dir), cell, overrides).state == "done":
+                    status = CellStatus("done", (f"finished in {done_dir}",))
+                    break
+        planned.append(PlannedCell(cell, run_dir, overrides, status))
     return planned
 
 
