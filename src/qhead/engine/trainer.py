@@ -5,6 +5,10 @@ writes): ``config.yaml``, ``metrics.csv`` (one row per epoch), ``last.pt`` (afte
 epoch, atomic), ``best.pt`` (best epoch by ``select_metric``, atomic), ``final.json``
 (last epoch's metrics, Params*, confusion matrix, versions), ``curves.png`` and ``tb/``.
 
+The loop is in parts, each usable and tested alone: :func:`setup_run`,
+:func:`train_one_epoch`, :func:`evaluate_model`, :class:`CheckpointSaver` and
+:func:`finish_run`, chained by :func:`train` through :func:`run_epochs`.
+
 Resuming (``resume=True``) reloads ``last.pt`` and restarts the epoch that was running
 when the process died from its beginning. Shuffling, augmentation and the per-epoch
 RNG seeds are functions of ``(seed, epoch, …)``, so in deterministic mode a resumed run
@@ -145,10 +149,6 @@ def evaluate_model(
     indices = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)
     logits, labels = gather_eval(logits, labels, indices, info)
     return classification_metrics(logits, labels, classes)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
