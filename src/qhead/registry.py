@@ -29,6 +29,17 @@ class UnknownNameError(QheadError, KeyError):
         return str(self.args[0])
 
 
+def one_line_help(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line (for listings).
+
+    A docstring's summary often wraps over several lines; taking only the first line
+    would cut it mid-sentence.
+    """
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph[: end + 1] if end >= 0 else paragraph
+
+
 class Registry(Generic[T]):
     """Maps names to objects (usually factories) of one kind.
 
@@ -60,7 +71,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
         doc = help if help is not None else (getattr(obj, "__doc__", None) or "")
-        self._help[name] = doc.strip().splitlines()[0] if doc.strip() else ""
+        self._help[name] = one_line_help(doc)
 
     def get(self, name: str) -> T:
         """Returns the entry for ``name``.

@@ -66,3 +66,18 @@ def test_register_backbone_and_head_then_build(scratch_registries):
 def resolve_classical(cfg: ModelConfig) -> str:
     cfg = ModelConfig(**{**cfg.to_dict(), "head": "classical", "head_options": {}})
     return build_model(cfg).head_name
+
+
+def test_listing_help_is_the_whole_first_sentence_and_names_classical(capsys):
+    from qhead.cli import main
+    from qhead.registry import one_line_help
+
+    doc = """Summary that wraps
+    onto a second line. More detail.
+
+    Args: ..."""
+    assert one_line_help(doc) == "Summary that wraps onto a second line."
+    assert one_line_help("") == ""
+    assert main(["list", "heads"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:1] == ["classical"] for line in lines)

@@ -55,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         width = max((len(n) for n in names), default=0)
         if section == "backbones":
             width = max(width, len("timm:<name>"))
+        if section == "heads":
+            from qhead.models import CLASSICAL
+
+            width = max(width, len(CLASSICAL))
+            print(f"  {CLASSICAL.ljust(width)}  the backbone's own classical head "
+                  "(resnet18: avg-linear, maxvit_t: maxvit-classical)")
         for name in names:
             print(f"  {name.ljust(width)}  {registry.describe(name)}".rstrip())
         if section == "backbones":
