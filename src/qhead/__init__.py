@@ -21,7 +21,11 @@ import sys as _sys
 # and halves their speed on a small machine. Sleeping workers cost torch nothing
 # measurable (a ResNet-18 step is as fast). This only takes effect when qhead is
 # imported before torch (as by the ``qhead`` command) and the user has not chosen.
-if "torch" not in _sys.modules:
+# When torch came first with the variable unset, its OpenMP runtime has already read the
+# (missing) policy: qhead.simulator.kernels warns once, with the fix, when the kernels
+# first run on several threads.
+TORCH_IMPORTED_FIRST = "torch" in _sys.modules
+if not TORCH_IMPORTED_FIRST:
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

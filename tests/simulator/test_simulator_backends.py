@@ -87,8 +87,11 @@ def test_every_implementation_matches_dense_matrices(name, n, count, seed):
 
 
 @needs_numba
-@pytest.mark.parametrize(("n", "count", "seed"), [(3, 15, 4), (5, 40, 5), (7, 30, 6)])
+@pytest.mark.parametrize(
+    ("n", "count", "seed"), [(3, 15, 4), (5, 40, 5), (7, 30, 6), (12, 60, 11)]
+)
 def test_gradients_agree_between_implementations(n, count, seed):
+    # n = 12: the kernel runs the lowest wires' gates between two transposes.
     ops, shape = _random_circuit(n, count, seed)
     g = torch.Generator().manual_seed(seed)
     weights0 = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
@@ -126,7 +129,7 @@ def test_general_kernel_passes_gradcheck(seed):
 
 @needs_numba
 def test_float32_kernels_agree_with_float64_reference():
-    n = 10
+    n = 12
     ops, shape = _random_circuit(n, 80, 9)
     g = torch.Generator().manual_seed(9)
     weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3

@@ -253,3 +253,31 @@ def test_kernel_results_are_numpy_free_tensors_of_the_input_dtype():
         z, x, norms = kernels.encoded_zx_forward(torch.rand(2, 10, dtype=dtype), 4)
         assert z.dtype == x.dtype == dtype and z.shape == x.shape == (2, 4)
         assert isinstance(norms, np.ndarray) and (norms > 0).all()
+
+
+@pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("first", "env", "warns"),
+    [("torch", {}, True), ("qhead", {}, False)],
+)
+def test_torch_imported_first_without_a_wait_policy_warns_once(first, env, warns):
+    """Issue 12 item 6: the kernels' speed depends on torch's OpenMP wait policy, which
+    only ``import qhead`` before ``import torch`` (or the environment) can set."""
+    second = "qhead" if first == "torch" else "torch"
+    code = (
+        f"import {first}, {second}, warnings, torch\n"
+        "from qhead.simulator import Op, run_encoded_circuit\n"
+        "torch.set_num_threads(2)\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    for _ in range(2):\n"
+        "        run_encoded_circuit(torch.randn(8, 16), 4, [Op('RY', (0,), (0,))],\n"
+        "                            torch.rand(1), (0, 1))\n"
+        "print(sum('OMP_WAIT_POLICY=PASSIVE' in str(w.message) for w in caught))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY",)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+        check=True, timeout=120,
+    )
+    assert result.stdout.split("\n")[-2] == ("1" if warns else "0")

@@ -31,6 +31,7 @@ from qhead.simulator.plan import (
     per_wire,
     product_matrices,
     ry_angle_map,
+    signed_permutation,
 )
 from qhead.simulator.torch_plan import product_from_zx, select_wires, to_all_wires
 
@@ -133,32 +134,61 @@ class _EncodedLayer(torch.autograd.Function):
         return grad, grad_mats.to(mats.dtype), None, None
 
 
-class _Program:
-    """A plan's body as kernel instructions (see :func:`kernels.general_forward`)."""
+# Gates on the lowest _LOW_WIRES wires (partner amplitudes 1..32 apart) run between two
+# transposes in the general kernel, when n ≥ 2·_LOW_WIRES and a segment has two or more
+# of them: measured at n = 15, a complex gate on the last wire took ~10× as long as on a
+# high wire, a transpose ~3× (per pass).
+_LOW_WIRES = 6
 
-    def __init__(self, plan: Plan):
-        rows, self.locals = [], []
+
+class _Program:
+    """A plan as kernel instructions (see :func:`kernels.general_forward`): one matrix
+    per wire of each one-qubit segment, one signed permutation per run of two-qubit
+    gates, and the circuit's X/CNOT tail as a last permutation (then every wire's ⟨Z⟩
+    is read by folding |ψ|², 2·2^n additions, instead of from a 2^n × m table)."""
+
+    def __init__(self, plan: Plan, dtype: torch.dtype):
+        rows, self.locals, tables = [], [], []
         count = 0
+        n, low = plan.n, _LOW_WIRES
         for segment in plan.body:
             if isinstance(segment, Local):
                 kind = kernels.OP_REAL if segment.real else kernels.OP_COMPLEX
-                rows += [(kind, w, 0, count + i) for i, w in enumerate(segment.wires)]
+                gates = [(kind, w, count + i) for i, w in enumerate(segment.wires)]
+                if n >= 2 * low and sum(w >= n - low for w in segment.wires) >= 2:
+                    # The lowest wires' gates between two transposes, where their pairs
+                    # are 2^(n−low) times further apart: wire w becomes w − (n − low).
+                    rows += [g for g in gates if g[1] < n - low]
+                    rows.append((kernels.OP_TRANSPOSE, n - low, 0))
+                    rows += [(k, w - (n - low), i) for k, w, i in gates if w >= n - low]
+                    rows.append((kernels.OP_TRANSPOSE, low, 0))
+                else:
+                    rows += gates
                 self.locals.append(segment)
                 count += len(segment.wires)
             else:
-                for op in segment.ops:
-                    kind = kernels.OP_CNOT if op.name == "CNOT" else kernels.OP_CZ
-                    rows.append((kind, op.wires[0], op.wires[1], -1))
-        self.prog = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        kinds = self.prog[:, 0]
-        hits = np.flatnonzero(kinds == kernels.OP_COMPLEX)
+                rows.append((kernels.OP_PERM, 0, len(tables)))
+                tables.append(signed_permutation(plan.n, segment.ops))
+        if plan.tail_perm:
+            rows.append((kernels.OP_PERM, 0, len(tables)))
+            tables.append(signed_permutation(plan.n, plan.tail_perm))
+        self.prog = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        hits = np.flatnonzero(self.prog[:, 0] == kernels.OP_COMPLEX)
         self.first_complex = int(hits[0]) if len(hits) else len(rows)
         self.complex = bool(len(hits))
+        dim = 2**plan.n
+        np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+        self.perms = np.zeros((max(len(tables), 1), dim), np.int64)
+        self.signs = np.ones((max(len(tables), 1), dim), np_dtype)
+        for i, (index, sign) in enumerate(tables):
+            self.perms[i] = index.numpy()
+            if sign is not None:
+                self.signs[i] = sign.numpy()
 
     def matrices(self, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[M, 2, 2, 2]``: the fused matrices, (real, imaginary) on the last axis."""
         if not self.locals:
-            return torch.zeros(0, 2, 2, 2, dtype=dtype)
+            return torch.zeros(1, 2, 2, 2, dtype=dtype)
         mats = [fused_matrices(local, weights, dtype) for local in self.locals]
         if not self.complex:
             real = torch.cat(mats)
@@ -168,37 +198,42 @@ class _Program:
 
 
 class _EncodedGeneral(torch.autograd.Function):
-    """Any supported circuit on ``amplitude_encode(features)`` by the general kernel."""
+    """⟨Z⟩ of the measured wires for any supported circuit on
+    ``amplitude_encode(features)``, by the general kernel."""
 
     @staticmethod
-    def forward(ctx, features, mats, n, program, signs_t):
+    def forward(ctx, features, mats, n, program, wires):
         result = kernels.general_forward(
-            features, n, program.prog, program.first_complex, mats, signs_t
+            features, n, program.prog, program.first_complex, mats, program.perms,
+            program.signs,
         )
         if result is None:
             raise _Declined
-        out, saved = result
+        z_all, saved = result
         ctx.save_for_backward(mats)
-        ctx.saved, ctx.n, ctx.program, ctx.signs_t = saved, n, program, signs_t
+        ctx.saved, ctx.n, ctx.program, ctx.wires = saved, n, program, wires
         ctx.n_features = features.shape[1]
-        return out
+        return select_wires(z_all, wires)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
         (mats,) = ctx.saved_tensors
         program = ctx.program
+        dtype = torch.from_numpy(ctx.saved[0][:0]).dtype
+        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)
         grad, grad_mats = kernels.general_backward(
             ctx.saved, ctx.n_features, ctx.n, program.prog, program.first_complex, mats,
-            ctx.signs_t, gout,
+            program.perms, program.signs, gz,
         )
         return grad, grad_mats.to(mats.dtype), None, None, None
 
 
-def _program(plan: Plan) -> _Program:
-    if "program" not in plan._cache:
-        plan._cache["program"] = _Program(plan)
-    return plan._cache["program"]
+def _program(plan: Plan, dtype: torch.dtype) -> _Program:
+    key = ("program", dtype)
+    if key not in plan._cache:
+        plan._cache[key] = _Program(plan, dtype)
+    return plan._cache[key]
 
 
 def kernel_for(plan: Plan) -> str:
@@ -229,13 +264,12 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             z0, x0 = _EncodedZX.apply(features, n, wires, plan.product_needs_x)
             full = product_matrices(plan, weights, dtype, wires)
             return product_from_zx(z0, x0, full, plan.product_needs_x)
-        signs_t = plan.signs_t(dtype)
         if kind == "layer":
             layer = plan.single_real_layer()
             mats = per_wire(fused_matrices(layer, weights, dtype), layer.wires, range(n))
-            return _EncodedLayer.apply(features, mats, n, signs_t)
-        program = _program(plan)
+            return _EncodedLayer.apply(features, mats, n, plan.signs_t(dtype))
+        program = _program(plan, dtype)
         mats = program.matrices(weights, dtype)
-        return _EncodedGeneral.apply(features, mats, n, program, signs_t)
+        return _EncodedGeneral.apply(features, mats, n, program, wires)
     except _Declined:
         return None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,6 +40,7 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
 __all__ = [
+    "KernelThreadWarning",
     "available",
     "enabled",
     "encoded_layer_backward",
@@ -591,18 +593,38 @@ if numba is not None:
 
 
 # ---------------------------------------------------------------- any circuit
-# Instruction kinds of a program for the general kernels (rows of an int64 [G, 4]
-# array: kind, wire a, wire b, matrix index).
-OP_REAL, OP_COMPLEX, OP_CNOT, OP_CZ = 0, 1, 2, 3
+# Instruction kinds of a program for the general kernels (rows of an int64 [G, 3]
+# array: kind, wire, table index): a real or complex one-qubit matrix on a wire
+# (mats[index]), or a signed permutation of the basis (perms[index], signs[index]:
+# a run of CNOTs and CZs, or the X/CNOT tail of the circuit).
+# OP_TRANSPOSE views the state as [2^r, 2^(n−r)] (r in the wire field) and transposes
+# it: gates on the lowest wires, whose partner amplitudes are 1..32 apart (loops too short
+# to vectorise), then act on far-apart halves; the plan brackets them with two transposes.
+OP_REAL, OP_COMPLEX, OP_PERM, OP_TRANSPOSE = 0, 1, 2, 3
 
 if numba is not None:
 
     @_inline
+    def _mix4(out, a, b, c, d, p, q, r, t):
+        """out = p·a + q·b + r·c + t·d (one store per loop, so that LLVM vectorises it)."""
+        for i in range(out.shape[0]):
+            out[i] = (p * a[i] + q * b[i]) + (r * c[i] + t * d[i])
+
+    @_inline
     def _mix_c(out_r, out_i, ar, ai, cr, ci, pr, pi, qr, qi):
         """out = p·a + q·c in complex arithmetic on split real/imaginary arrays."""
-        for i in range(out_r.shape[0]):
-            out_r[i] = (pr * ar[i] - pi * ai[i]) + (qr * cr[i] - qi * ci[i])
-            out_i[i] = (pr * ai[i] + pi * ar[i]) + (qr * ci[i] + qi * cr[i])
+        _mix4(out_r, ar, ai, cr, ci, pr, -pi, qr, -qi)
+        _mix4(out_i, ai, ar, ci, cr, pr, pi, qr, qi)
+
+    @_inline
+    def _pairs_real(src, dst, lo, h, m00, m01, m10, m11):
+        """The 2×2 matrix on the pairs (lo + i, lo + i + h), i < h (h a literal after
+        inlining, so that the short loop is unrolled)."""
+        for i in range(lo, lo + h):
+            a = src[i]
+            c = src[i + h]
+            dst[i] = m00 * a + m01 * c
+            dst[i + h] = m10 * a + m11 * c
 
     @_inline
     def _apply_real(src, dst, h, m00, m01, m10, m11):
@@ -614,13 +636,15 @@ if numba is not None:
                 hi = src[base + h : base + 2 * h]
                 _mix(dst[base : base + h], lo, hi, m00, m01)
                 _mix(dst[base + h : base + 2 * h], lo, hi, m10, m11)
+        elif h == 4:
+            for base in range(0, dim, 8):
+                _pairs_real(src, dst, base, 4, m00, m01, m10, m11)
+        elif h == 2:
+            for base in range(0, dim, 4):
+                _pairs_real(src, dst, base, 2, m00, m01, m10, m11)
         else:
-            for base in range(0, dim, 2 * h):
-                for i in range(base, base + h):
-                    a = src[i]
-                    c = src[i + h]
-                    dst[i] = m00 * a + m01 * c
-                    dst[i + h] = m10 * a + m11 * c
+            for base in range(0, dim, 2):
+                _pairs_real(src, dst, base, 1, m00, m01, m10, m11)
 
     @_inline
     def _apply_complex(sr, si, dr, di, h, m):
@@ -633,42 +657,81 @@ if numba is not None:
                 lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
                 _mix_c(dr[lo], di[lo], sr[lo], si[lo], sr[hi], si[hi], p0r, p0i, q0r, q0i)
                 _mix_c(dr[hi], di[hi], sr[lo], si[lo], sr[hi], si[hi], p1r, p1i, q1r, q1i)
+        elif h == 4:
+            for base in range(0, dim, 8):
+                _pairs_complex(sr, si, dr, di, base, 4, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
+        elif h == 2:
+            for base in range(0, dim, 4):
+                _pairs_complex(sr, si, dr, di, base, 2, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
         else:
-            for base in range(0, dim, 2 * h):
-                for i in range(base, base + h):
-                    ar, ai, cr, ci = sr[i], si[i], sr[i + h], si[i + h]
-                    dr[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
-                    di[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
-                    dr[i + h] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
-                    di[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
+            for base in range(0, dim, 2):
+                _pairs_complex(sr, si, dr, di, base, 1, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
 
     @_inline
-    def _cnot(v, hc, ht):
-        """CNOT in place: swaps the amplitudes with control bit hc set and target bit ht
-        clear with their partners (branch-free loops over the three bit fields)."""
-        dim = v.shape[0]
-        big, small = max(hc, ht), min(hc, ht)
-        for top in range(0, dim, 2 * big):
-            for mid in range(top, top + big, 2 * small):
-                j0 = mid + hc
-                for j in range(j0, j0 + small):
-                    a = v[j]
-                    v[j] = v[j + ht]
-                    v[j + ht] = a
+    def _pairs_complex(sr, si, dr, di, lo, h, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i):
+        for i in range(lo, lo + h):
+            ar, ai, cr, ci = sr[i], si[i], sr[i + h], si[i + h]
+            dr[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
+            di[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
+            dr[i + h] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
+            di[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
 
     @_inline
-    def _cz(v, ha, hb):
-        """CZ in place: negates the amplitudes with both bits set."""
-        dim = v.shape[0]
-        big, small = max(ha, hb), min(ha, hb)
-        for top in range(0, dim, 2 * big):
-            for mid in range(top, top + big, 2 * small):
-                j0 = mid + ha + hb
-                for j in range(j0, j0 + small):
-                    v[j] = -v[j]
+    def _permute(src, dst, index, sign):
+        """dst[j] = sign[j]·src[index[j]]: a run of CNOTs/CZs (or X) in one pass."""
+        for j in range(dst.shape[0]):
+            dst[j] = sign[j] * src[index[j]]
 
     @_inline
-    def _general_forward(psi, n, prog, first_complex, mats, re, im, tmp_r, tmp_i):
+    def _unpermute(src, dst, index, sign):
+        """The inverse of :func:`_permute` (its transpose): dst[index[j]] = sign[j]·src[j]."""
+        for j in range(src.shape[0]):
+            dst[index[j]] = sign[j] * src[j]
+
+    @_inline
+    def _transpose(src, dst, n, r):
+        """dst = src viewed as [2^r, 2^(n−r)], transposed (contiguous writes)."""
+        rows = 1 << r
+        cols = 1 << (n - r)
+        for j in range(cols):
+            out = dst[j * rows : (j + 1) * rows]
+            for i in range(rows):
+                out[i] = src[i * cols + j]
+
+    @_inline
+    def _z_fold(p, q, n, z):
+        """z[k] = Σ_j p_j (1 − 2·bit_k(j)) for every wire k, by folding pairs from the
+        lowest wire up (2·2^n additions instead of n·2^n); p and q are consumed."""
+        size = p.shape[0]
+        src, dst = p, q
+        for k in range(n - 1, -1, -1):
+            half = size >> 1
+            acc = p[0] - p[0]
+            for j in range(half):
+                a = src[2 * j]
+                c = src[2 * j + 1]
+                acc += a - c
+                dst[j] = a + c
+            z[k] = acc
+            size = half
+            src, dst = dst, src
+
+    @_inline
+    def _z_weights(g, n, d):
+        """d_j = Σ_k g_k (1 − 2·bit_k(j)), built by doubling from the top wire down."""
+        d[0] = g[0] - g[0]
+        size = 1
+        for k in range(n):
+            coef = g[k]
+            for i in range(size - 1, -1, -1):
+                base = d[i]
+                d[2 * i] = base + coef
+                d[2 * i + 1] = base - coef
+            size *= 2
+
+    @_inline
+    def _general_forward(psi, n, prog, first_complex, mats, perms, signs, re, im, tmp_r,
+                         tmp_i):
         """Runs ``prog`` on the real state psi; the final state ends in (re, im)
         (im only written when the program has a complex instruction). psi, tmp_r and
         tmp_i are scratch. Returns nothing; the caller measures."""
@@ -678,19 +741,22 @@ if numba is not None:
         for g in range(prog.shape[0]):
             kind = prog[g, 0]
             if kind == 2 or kind == 3:
-                ha = 1 << (n - 1 - prog[g, 1])
-                hb = 1 << (n - 1 - prog[g, 2])
                 if kind == 2:
-                    _cnot(cur, ha, hb)
-                    if g > first_complex:
-                        _cnot(cur_i, ha, hb)
+                    index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
+                    _permute(cur, other, index, sign)
                 else:
-                    _cz(cur, ha, hb)
-                    if g > first_complex:
-                        _cz(cur_i, ha, hb)
+                    _transpose(cur, other, n, prog[g, 1])
+                cur, other = other, cur
+                if g > first_complex:
+                    if kind == 2:
+                        _permute(cur_i, other_i, index, sign)
+                    else:
+                        _transpose(cur_i, other_i, n, prog[g, 1])
+                    cur_i, other_i = other_i, cur_i
+                    odd = not odd
                 continue
             h = 1 << (n - 1 - prog[g, 1])
-            m = mats[prog[g, 3]]
+            m = mats[prog[g, 2]]
             if g == first_complex:
                 for i in range(cur_i.shape[0]):
                     cur_i[i] = 0
@@ -730,20 +796,36 @@ if numba is not None:
                 _mix(lprev[lo], lam[lo], lam[hi], m00, m10)
                 _mix(lprev[hi], lam[lo], lam[hi], m01, m11)
         else:
-            for base in range(0, dim, 2 * h):
-                for i in range(base, base + h):
-                    a, c = cur[i], cur[i + h]
-                    p0 = m00 * a + m10 * c
-                    p1 = m01 * a + m11 * c
-                    prev[i] = p0
-                    prev[i + h] = p1
-                    la, lc = lam[i], lam[i + h]
-                    s00 += la * p0
-                    s01 += la * p1
-                    s10 += lc * p0
-                    s11 += lc * p1
-                    lprev[i] = m00 * la + m10 * lc
-                    lprev[i + h] = m01 * la + m11 * lc
+            step = 2 * h
+            for base in range(0, dim, step):
+                if h == 4:
+                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 4, m00, m01, m10, m11)
+                elif h == 2:
+                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 2, m00, m01, m10, m11)
+                else:
+                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 1, m00, m01, m10, m11)
+                s00 += r[0]
+                s01 += r[1]
+                s10 += r[2]
+                s11 += r[3]
+        return s00, s01, s10, s11
+
+    @_inline
+    def _undo_pairs_real(cur, lam, prev, lprev, lo, h, m00, m01, m10, m11):
+        s00 = s01 = s10 = s11 = cur[0] - cur[0]
+        for i in range(lo, lo + h):
+            a, c = cur[i], cur[i + h]
+            p0 = m00 * a + m10 * c
+            p1 = m01 * a + m11 * c
+            prev[i] = p0
+            prev[i + h] = p1
+            la, lc = lam[i], lam[i + h]
+            s00 += la * p0
+            s01 += la * p1
+            s10 += lc * p0
+            s11 += lc * p1
+            lprev[i] = m00 * la + m10 * lc
+            lprev[i + h] = m01 * la + m11 * lc
         return s00, s01, s10, s11
 
     @_inline
@@ -778,7 +860,7 @@ if numba is not None:
             _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
 
     @_inline
-    def _general_backward(n, prog, first_complex, mats, gout, signs_t, gm, bufs):
+    def _general_backward(n, prog, first_complex, mats, perms, signs, gout, gm, bufs):
         """Adjoint sweep from the final state in bufs[0] (re) and bufs[2] (im): un-applies
         every instruction to the state and to λ = ∂L/∂ψ* (L = Σ gout_k⟨Z_k⟩, gout
         doubled), adding ∂L/∂mats to gm. Returns the buffers holding (ψ₀, Re λ₀)."""
@@ -787,10 +869,7 @@ if numba is not None:
         )
         count = prog.shape[0]
         is_complex = first_complex < count
-        for i in range(lam.shape[0]):
-            lam[i] = 0
-        for k in range(signs_t.shape[0]):
-            _axpy(lam, gout[k], signs_t[k])
+        _z_weights(gout, n, lam)
         if is_complex:
             for i in range(lam.shape[0]):
                 li[i] = lam[i] * si[i]
@@ -799,24 +878,29 @@ if numba is not None:
         for g in range(count - 1, -1, -1):
             kind = prog[g, 0]
             if kind == 2 or kind == 3:
-                ha = 1 << (n - 1 - prog[g, 1])
-                hb = 1 << (n - 1 - prog[g, 2])
+                index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
+                back = n - prog[g, 1]  # undoing a transpose of [2^r, ·] transposes [2^(n−r), ·]
                 if kind == 2:
-                    _cnot(s, ha, hb)
-                    _cnot(lam, ha, hb)
-                    if is_complex:
-                        _cnot(si, ha, hb)
-                        _cnot(li, ha, hb)
+                    _unpermute(s, s2, index, sign)
+                    _unpermute(lam, lam2, index, sign)
                 else:
-                    _cz(s, ha, hb)
-                    _cz(lam, ha, hb)
-                    if is_complex:
-                        _cz(si, ha, hb)
-                        _cz(li, ha, hb)
+                    _transpose(s, s2, n, back)
+                    _transpose(lam, lam2, n, back)
+                s, s2 = s2, s
+                lam, lam2 = lam2, lam
+                if is_complex:
+                    if kind == 2:
+                        _unpermute(si, si2, index, sign)
+                        _unpermute(li, li2, index, sign)
+                    else:
+                        _transpose(si, si2, n, back)
+                        _transpose(li, li2, n, back)
+                    si, si2 = si2, si
+                    li, li2 = li2, li
                 continue
             h = 1 << (n - 1 - prog[g, 1])
-            m = mats[prog[g, 3]]
-            grad = gm[prog[g, 3]]
+            m = mats[prog[g, 2]]
+            grad = gm[prog[g, 2]]
             if kind == 1 or (is_complex and h < 8):
                 if h < 8:
                     # Short pairs: the slice-based loops would be too short; treat the
@@ -851,8 +935,9 @@ if numba is not None:
 
     @_inline
     def _undo_complex_small(cr, ci, lr, li, pr, pi, qr, qi, h, m, gm):
-        """:func:`_undo_complex` for h < 8, element by element."""
+        """:func:`_undo_complex` for h < 8 (short pairs, unrolled per literal h)."""
         dim = cr.shape[0]
+        # M† rows: (conj m00, conj m10) and (conj m01, conj m11).
         a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
         a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
         z = cr[0] - cr[0]
@@ -888,16 +973,17 @@ if numba is not None:
         gm[1, 1, 1] += g11i
 
     @_jit
-    def _general_rows(feats, n, prog, first_complex, mats, signs_t, out, norms, work_r,
+    def _general_rows(feats, n, prog, first_complex, mats, perms, signs, out, norms, work_r,
                       work_i, psi, tmp_r, tmp_i, im):
         complex_ = first_complex < prog.shape[0]
         for b in range(feats.shape[0]):
             norms[b] = _encode_row(feats[b], psi)
             if norms[b] < 0:
                 return
-            _general_forward(psi, n, prog, first_complex, mats, work_r[b], im, tmp_r, tmp_i)
-            p = tmp_r
             fin = work_r[b]
+            _general_forward(psi, n, prog, first_complex, mats, perms, signs, fin, im, tmp_r,
+                             tmp_i)
+            p = tmp_r
             if complex_:
                 work_i[b] = im
                 for i in range(p.shape[0]):
@@ -905,19 +991,18 @@ if numba is not None:
             else:
                 for i in range(p.shape[0]):
                     p[i] = fin[i] * fin[i]
-            for k in range(signs_t.shape[0]):
-                out[b, k] = _dot(signs_t[k], p)
+            _z_fold(p, psi, n, out[b])
 
     @_jit
-    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, signs_t,
-                           gout, norms, grad, gm, b0, b1, b2, b3, b4, b5, b6, b7):
+    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs, gout,
+                           norms, grad, gm, b0, b1, b2, b3, b4, b5, b6, b7):
         complex_ = first_complex < prog.shape[0]
         for b in range(work_r.shape[0]):
             b0[:] = work_r[b]
             if complex_:
                 b2[:] = work_i[b]
             psi, lam = _general_backward(
-                n, prog, first_complex, mats, gout[b], signs_t, gm,
+                n, prog, first_complex, mats, perms, signs, gout[b], gm,
                 (b0, b1, b2, b3, b4, b5, b6, b7),
             )
             _project_out(grad[b], psi, lam, norms[b])
@@ -949,6 +1034,37 @@ class _PerChunk:
         self.array = array
 
 
+class KernelThreadWarning(UserWarning):
+    """The CPU kernels' threads compete with busy-waiting torch OpenMP workers."""
+
+
+_POLICY_CHECKED = False
+
+
+def spinning_torch_workers() -> bool:
+    """Whether torch's OpenMP workers busy-wait after each op: torch was imported before
+    qhead while ``OMP_WAIT_POLICY`` was unset, so ``import qhead`` could not set it
+    (libgomp reads it once, when torch loads it) and the default spin applies."""
+    import qhead
+
+    return qhead.TORCH_IMPORTED_FIRST and "OMP_WAIT_POLICY" not in os.environ
+
+
+def _check_thread_policy() -> None:
+    global _POLICY_CHECKED
+    _POLICY_CHECKED = True
+    if spinning_torch_workers():
+        warnings.warn(
+            "torch was imported before qhead with OMP_WAIT_POLICY unset: torch's OpenMP "
+            "threads now busy-wait for milliseconds after every op and take cores from "
+            "qhead's CPU kernels (about 2x slower on a 2-core machine). Fix: set "
+            "OMP_WAIT_POLICY=PASSIVE in the environment before Python starts, or import "
+            "qhead before torch.",
+            KernelThreadWarning,
+            stacklevel=4,
+        )
+
+
 def _threads(batch: int) -> int:
     return max(1, min(torch.get_num_threads(), batch))
 
@@ -977,6 +1093,8 @@ def _run_split(kernel, batch: int, *args) -> None:
     if threads == 1:
         job(0)
         return
+    if not _POLICY_CHECKED:
+        _check_thread_policy()
     with _POOL_LOCK:
         # A forked child (a DataLoader worker, say) inherits the pool object but not its
         # threads: it makes a pool of its own.
@@ -1139,38 +1257,40 @@ def encoded_layer_backward(
 
 def general_forward(
     features: torch.Tensor, n: int, prog: np.ndarray, first_complex: int, mats: torch.Tensor,
-    signs_t: np.ndarray,
+    perms: np.ndarray, signs: np.ndarray,
 ) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-    """``signsᵀ |U ψ|²`` per row for any program of one-qubit matrices, CNOTs and CZs.
+    """⟨Z_k⟩ of every wire k after any program of one-qubit matrices and signed
+    permutations, per row, the state staying in the core's cache.
 
     Args:
         features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n (any n ≥ 1); ψ is
             ``amplitude_encode(features, n)``.
         n: number of qubits.
-        prog: ``[G, 4]`` int64 instructions ``(kind, wire a, wire b, matrix index)``,
-            kind one of :data:`OP_REAL`, :data:`OP_COMPLEX` (a one-qubit matrix on wire
-            a), :data:`OP_CNOT`, :data:`OP_CZ` (on wires a, b), applied in order.
+        prog: ``[G, 3]`` int64 instructions ``(kind, wire, table index)`` applied in
+            order: :data:`OP_REAL` / :data:`OP_COMPLEX`, the matrix ``mats[index]`` on
+            ``wire``; :data:`OP_PERM`, ``ψ'[j] = signs[index, j]·ψ[perms[index, j]]``.
         first_complex: index of the first :data:`OP_COMPLEX` instruction (G if none);
             before it the state is real and evolved in real arithmetic.
         mats: ``[M, 2, 2, 2]`` matrices, last axis (real, imaginary) part.
-        signs_t: ``[m, 2^n]`` ±1 table of the measured Z-parities, in the features' dtype.
+        perms: ``[P, 2^n]`` int64 gather indices; ``signs``: ``[P, 2^n]`` ±1 in the
+            features' dtype.
 
     Returns:
-        ``(out [B, m], saved)`` with ``saved`` what :func:`general_backward` needs
-        (the final states and the norms), or ``None`` when some row needs the torch
-        encoder (see :func:`encoded_zx_forward`).
+        ``(z [B, n], saved)`` with ``saved`` what :func:`general_backward` needs (the
+        final states and the norms), or ``None`` when some row needs the torch encoder
+        (see :func:`encoded_zx_forward`).
     """
     batch = features.shape[0]
     feats = _as_array(features)
     dim = 2**n
     complex_ = first_complex < prog.shape[0]
-    out = np.empty((batch, signs_t.shape[0]), feats.dtype)
+    out = np.empty((batch, n), feats.dtype)
     work_r = np.empty((batch, dim), feats.dtype)
     work_i = np.empty((batch, dim if complex_ else 1), feats.dtype)
     norms = np.zeros(batch)
     _run_split(
         _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
-        signs_t, _Rows(out), _Rows(norms), _Rows(work_r), _Rows(work_i),
+        perms, signs, _Rows(out), _Rows(norms), _Rows(work_r), _Rows(work_i),
         *(_Scratch(dim, feats.dtype) for _ in range(4)),
     )
     if not (norms >= 0).all():
@@ -1180,13 +1300,13 @@ def general_forward(
 
 def general_backward(
     saved: tuple[np.ndarray, np.ndarray, np.ndarray], n_features: int, n: int,
-    prog: np.ndarray, first_complex: int, mats: torch.Tensor, signs_t: np.ndarray,
-    gout: torch.Tensor,
+    prog: np.ndarray, first_complex: int, mats: torch.Tensor, perms: np.ndarray,
+    signs: np.ndarray, gz: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients of :func:`general_forward` (``saved`` is its second output) w.r.t. the
-    features ``[B, N]`` (zero for all-zero rows) and ``mats`` ``[M, 2, 2, 2]``, by the
-    adjoint method: one backward sweep un-applies every instruction to the final state
-    and to ∂L/∂ψ, memory O(2^n) per thread."""
+    """Gradients of ``Σ gz·z`` (:func:`general_forward`, ``saved`` its second output,
+    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (zero for all-zero rows) and
+    ``mats`` ``[M, 2, 2, 2]``, by the adjoint method: one backward sweep un-applies
+    every instruction to the final state and to ∂L/∂ψ, memory O(2^n) per thread."""
     work_r, work_i, norms = saved
     batch, dim = work_r.shape
     mats_np = _as_array(mats, work_r)
@@ -1194,7 +1314,7 @@ def general_backward(
     gm = np.zeros((_threads(batch), *mats_np.shape), work_r.dtype)
     _run_split(
         _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
-        mats_np, signs_t, _Rows(_as_array(2 * gout, work_r)), _Rows(norms), _Rows(grad),
+        mats_np, perms, signs, _Rows(_as_array(2 * gz, work_r)), _Rows(norms), _Rows(grad),
         _PerChunk(gm), *(_Scratch(dim, work_r.dtype) for _ in range(8)),
     )
     return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))

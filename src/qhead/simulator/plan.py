@@ -6,10 +6,11 @@ measures:
 * trailing diagonal gates (Z, RZ, CZ) and permutations (X, CNOT) only permute |ψ|²:
   diagonal ones are dropped (they are phases) and the permutation is folded into the
   Z-eigenvalue table, so the state is never moved;
-* the rest is cut into segments: runs of one-qubit gates (:class:`Local`, fused per
-  wire into one 2×2 matrix each by :func:`fused_matrices`, real when every gate of the
-  run is) and runs of two-qubit gates (:class:`Classical`, CNOT and CZ: a signed
-  permutation of the basis, one gather and one sign flip);
+* gates on disjoint wires are reordered into as few alternating runs as possible
+  (:func:`schedule`), and the rest is cut into segments: runs of one-qubit gates
+  (:class:`Local`, fused per wire into one 2×2 matrix each by :func:`fused_matrices`,
+  real when every gate of the run is) and runs of two-qubit gates (:class:`Classical`,
+  CNOT and CZ: a signed permutation of the basis, one gather and one sign flip);
 * circuits of one-qubit gates only (Ansatz 1) get :attr:`Plan.product`, which the
   executors evaluate without evolving a state at all.
 
@@ -162,11 +163,32 @@ def _local_from(ops: Sequence[Op], shape: tuple[int, ...]) -> Local:
     return Local(wires, slots, real)
 
 
+def schedule(ops: Sequence[Op]) -> list[Op]:
+    """The same circuit with gates on disjoint wires reordered into as few alternating
+    runs of one-qubit and two-qubit gates as a greedy pass finds (each wire keeps its
+    gate order, so the unitary is unchanged): e.g. SimplifiedTwoDesign's
+    CZ, RY, RY, CZ, RY, RY, … becomes all its CZs, then all its RYs."""
+    pending, out = list(ops), []
+    while pending:
+        for width in (1, 2):
+            blocked: set[int] = set()
+            rest = []
+            for op in pending:
+                if GATES[op.name].n_wires == width and not blocked.intersection(op.wires):
+                    out.append(op)
+                else:
+                    rest.append(op)
+                    blocked.update(op.wires)
+            pending = rest
+    return out
+
+
 @functools.lru_cache(maxsize=128)
 def compile_plan(
     ops: tuple[Op, ...], n: int, wires: tuple[int, ...], shape: tuple[int, ...]
 ) -> Plan:
     """Compiles a gate list measured on ``wires`` (cached; see the module docstring)."""
+    source, ops = ops, tuple(schedule(ops))
     # Trailing diagonal gates and permutations only permute |ψ|²: drop / fold them.
     cut = len(ops)
     while cut > 0 and (GATES[ops[cut - 1].name].diagonal or GATES[ops[cut - 1].name].permutation):
@@ -200,7 +222,7 @@ def compile_plan(
     names = {op.name for op in ops}
     needs_x = not (names <= {"RX", "X", "Z"} or names <= {"RZ", "Z", "X"})
     return Plan(
-        ops, n, wires, shape, body, tail_perm, product,
+        source, n, wires, shape, body, tail_perm, product,
         uses_no_params=not used, product_needs_x=needs_x,
     )
 
