@@ -1,26 +1,28 @@
-"""Speed of the AE-VQC layer: qhead's simulator vs PennyLane, and vs a ResNet-18 step.
+"""Speed of qhead's simulator against PennyLane default.qubit, for every registered ansatz.
 
-Batch 32, 25088 features (512×7×7, n = 15 qubits), circuits ansatz1 D=1, ansatz1 D=3,
-ansatz2 D=1; forward and forward+backward (gradients w.r.t. inputs and weights, as in
-end-to-end training). References in the same run:
+Batch 32, 25088 features (512×7×7, n = 15 qubits), float32. For every ansatz in
+``qhead.quantum.ANSATZES`` at D ∈ {1, 3, 5}: forward and forward+backward (gradients
+w.r.t. the inputs and the weights, as in end-to-end training) of ``AEVQC`` (qhead's
+default simulator, "auto") and of the same head on PennyLane ``default.qubit`` (torch
+interface, backprop, the batch broadcast through ``AmplitudeEmbedding``), side by side
+with the ratio. Then:
 
-* PennyLane ``default.qubit``, torch interface, ``diff_method="backprop"``, the batch
-  broadcast through ``AmplitudeEmbedding`` (one QNode call per batch);
-* PennyLane ``lightning.qubit``, ``diff_method="adjoint"``; adjoint differentiation
-  cannot differentiate the state preparation, so its forward+backward is w.r.t. the
-  weights only (an advantage for it); the batch is passed broadcast and PennyLane
-  splits it into one circuit per example.
-
-Also times one training step of torchvision's ResNet-18 (batch 32, 224×224,
-forward + cross-entropy backward + Adam) to put the head's cost in proportion.
+* the ``qhead.qubit`` PennyLane device inside ``qml.qnn.TorchLayer`` against
+  ``default.qubit`` in the same TorchLayer (PennyLane's own overhead included), with
+  ``StronglyEntanglingLayers`` and ``BasicEntanglerLayers``;
+* the import-order check (issue 12 item 6): the paper's circuits timed in a fresh
+  subprocess with ``import qhead`` before ``import torch`` and with the opposite order
+  (then torch's OpenMP workers busy-wait and qhead warns once).
 
 Usage::
 
-    python benchmarks/simulator.py [--repeats 5] [--quick] [--threads 1] [--device cpu]
+    python benchmarks/simulator.py [--repeats 5] [--pl-repeats 1] [--layers 1 3 5]
+        [--ansatz NAME ...] [--no-pennylane] [--no-device] [--no-order] [--threads T]
 
-Timings are medians over ``--repeats`` runs after one warm-up run (PennyLane runs
-``--pl-repeats`` times, it is slow), as wall time and, in parentheses, this process's
-CPU time (the fairer measure on a shared machine; use ``--threads 1`` there).
+Timings are medians over ``--repeats`` runs after warm-up (PennyLane: ``--pl-repeats``
+runs after one warm-up, it is slow), wall time and, in parentheses, this process's CPU
+time. The header prints the CPU model, whether it has native bf16, and the load average:
+on a shared machine the numbers are indicative only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
@@ -38,159 +42,208 @@ import qhead  # noqa: F401
 # isort: split
 import torch
 
-from qhead.quantum import AEVQC, CircuitLintWarning
+from qhead.engine.runtime import cpu_has_native_bf16
+from qhead.quantum import AEVQC, ANSATZES, CircuitLintWarning
 from qhead.simulator import kernels
 
-CIRCUITS = (("ansatz1", 1), ("ansatz1", 3), ("ansatz2", 1))
-BATCH, FEATURES = 32, 512 * 7 * 7
+BATCH, FEATURES, N_QUBITS = 32, 512 * 7 * 7, 15
+PAPER = (("ansatz1", 1), ("ansatz1", 3), ("ansatz2", 1))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-def timed(fn, repeats: int, warmup: int, device: torch.device) -> tuple[float, float]:
-    """Medians of the wall time and of this process's CPU time of ``fn()``, in ms.
-
-    On a shared machine the wall time includes time spent waiting for a core; the CPU
-    time (single-threaded runs) counts only the work done, so ratios of CPU times are
-    the fairer comparison there. On CUDA only the wall time is meaningful.
-    """
+def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
+    """Medians of the wall time and of this process's CPU time of ``fn()``, in ms."""
     for _ in range(warmup):
         fn()
     walls, cpus = [], []
     for _ in range(repeats):
-        _sync(device)
         start, cpu = time.perf_counter(), time.process_time()
         fn()
-        _sync(device)
         walls.append((time.perf_counter() - start) * 1e3)
         cpus.append((time.process_time() - cpu) * 1e3)
     return statistics.median(walls), statistics.median(cpus)
 
 
-def layer_timings(layer: AEVQC, x: torch.Tensor, repeats: int, warmup: int, input_grad: bool):
-    """(forward ms, forward+backward ms) of ``layer`` on ``x``."""
-    device = x.device
+def layer_timings(layer, x: torch.Tensor, repeats: int, warmup: int):
+    """(forward, forward+backward) timings of ``layer`` on ``x`` (input gradient included)."""
 
     def forward():
         with torch.no_grad():
             layer(x)
 
-    xg = x.clone().requires_grad_(input_grad)
+    xg = x.clone().requires_grad_()
 
     def forward_backward():
         layer.zero_grad(set_to_none=True)
         xg.grad = None
         layer(xg).sum().backward()
 
-    return (
-        timed(forward, repeats, warmup, device),
-        timed(forward_backward, repeats, warmup, device),
+    return timed(forward, repeats, warmup), timed(forward_backward, repeats, warmup)
+
+
+def _cell(t) -> str:
+    return f"{t[0]:.1f} ({t[1]:.0f})" if t[0] < 100 else f"{t[0]:.0f} ({t[1]:.0f})"
+
+
+def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool) -> list[str]:
+    header = "| circuit | pass | qhead ms (CPU ms) |"
+    header += " default.qubit ms (CPU ms) | × (CPU ×) |" if pennylane else ""
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name in names:
+        for layers in layer_counts:
+            torch.manual_seed(1)
+            ours = AEVQC(FEATURES, name, layers)
+            mine = layer_timings(ours, x, repeats, 3)
+            theirs = None
+            if pennylane:
+                ref = AEVQC(FEATURES, name, layers, backend="pennylane:default.qubit")
+                ref.load_state_dict(ours.state_dict())
+                theirs = layer_timings(ref, x, pl_repeats, 1)
+            for i, label in enumerate(("forward", "fwd+bwd")):
+                row = f"| {name} D={layers} | {label} | {_cell(mine[i])} |"
+                if theirs is not None:
+                    ratio = theirs[i][0] / mine[i][0]
+                    cpu_ratio = theirs[i][1] / max(mine[i][1], 1e-9)
+                    row += f" {_cell(theirs[i])} | {ratio:.0f}× ({cpu_ratio:.0f}×) |"
+                lines.append(row)
+            print(lines[-2] + "\n" + lines[-1], flush=True)
+    return lines
+
+
+def _template_qnode(qml, device, template):
+    @qml.qnode(device, interface="torch")
+    def circuit(inputs, weights):
+        qml.AmplitudeEmbedding(inputs, wires=range(N_QUBITS), pad_with=0.0, normalize=True)
+        template(weights, wires=range(N_QUBITS))
+        return [qml.expval(qml.PauliZ(w)) for w in range(N_QUBITS)]
+
+    return circuit
+
+
+def peak_gflops(repeats: int = 5) -> float:
+    """Measured float32 matrix-product rate of this machine (GFLOP/s), the reference peak
+    for the arithmetic of a circuit."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    wall, _ = timed(lambda: a @ b, repeats, 2)
+    return 2 * 1024**3 / (wall * 1e-3) / 1e9
+
+
+def device_table(layer_counts, x, repeats, pl_repeats) -> list[str]:
+    """qhead.qubit vs default.qubit inside PennyLane's own TorchLayer."""
+    import pennylane as qml
+
+    from qhead.quantum.pennylane_device import QheadQubit
+
+    templates = (
+        ("StronglyEntanglingLayers", qml.StronglyEntanglingLayers,
+         lambda d: (d, N_QUBITS, 3)),
+        ("BasicEntanglerLayers", qml.BasicEntanglerLayers, lambda d: (d, N_QUBITS)),
     )
+    lines = ["| TorchLayer template | pass | qhead.qubit ms (CPU ms) | default.qubit ms (CPU ms) "
+             "| × (CPU ×) |", "|---|---|---|---|---|"]
+    for label, template, shape in templates:
+        for layers in layer_counts:
+            layers_by_device = [
+                qml.qnn.TorchLayer(_template_qnode(qml, device, template),
+                                   {"weights": shape(layers)})
+                for device in (QheadQubit(wires=N_QUBITS),
+                               qml.device("default.qubit", wires=N_QUBITS))
+            ]
+            ours, ref = layers_by_device
+            ref.load_state_dict(ours.state_dict())
+            mine = layer_timings(ours, x, repeats, 2)
+            theirs = layer_timings(ref, x, pl_repeats, 1)
+            for i, name in enumerate(("forward", "fwd+bwd")):
+                ratio = theirs[i][0] / mine[i][0]
+                cpu_ratio = theirs[i][1] / max(mine[i][1], 1e-9)
+                lines.append(f"| {label} D={layers} | {name} | {_cell(mine[i])} | "
+                             f"{_cell(theirs[i])} | {ratio:.0f}× ({cpu_ratio:.0f}×) |")
+            print(lines[-2] + "\n" + lines[-1], flush=True)
+    return lines
 
 
-def resnet_step_ms(repeats: int, warmup: int, device: torch.device) -> tuple[float, float]:
-    """One ResNet-18 training step (batch 32, 224×224, fwd+bwd+Adam): (wall, CPU) ms."""
-    from torchvision.models import resnet18
+_ORDER_CHILD = """
+import sys, time, statistics, warnings
+if sys.argv[1] == "torch-first":
+    import torch, qhead
+else:
+    import qhead, torch
+from qhead.quantum import AEVQC, CircuitLintWarning
+warnings.simplefilter("ignore")
+x = torch.randn(32, 25088).relu().requires_grad_()
+out = []
+for name, layers in ((("ansatz1", 1), ("ansatz1", 3), ("ansatz2", 1))):
+    head = AEVQC(25088, name, layers)
+    times = []
+    for i in range(3 + int(sys.argv[2])):
+        head.zero_grad(); x.grad = None
+        start = time.perf_counter(); head(x).sum().backward()
+        times.append(time.perf_counter() - start)
+    out.append(f"{1e3 * statistics.median(times[3:]):.1f}")
+print(" ".join(out))
+"""
 
-    model = resnet18(num_classes=10).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = torch.randn(BATCH, 3, 224, 224, device=device)
-    labels = torch.randint(0, 10, (BATCH,), device=device)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-
-    return timed(step, repeats, warmup, device)
+def order_table(repeats: int) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    lines = ["| import order | ansatz1 D=1 fwd+bwd ms | ansatz1 D=3 | ansatz2 D=1 |",
+             "|---|---|---|---|"]
+    for order in ("qhead-first", "torch-first", "qhead-first", "torch-first"):
+        result = subprocess.run(
+            [sys.executable, "-c", _ORDER_CHILD, order, str(repeats)], env=env,
+            capture_output=True, text=True, check=True, timeout=600,
+        )
+        cells = result.stdout.split()
+        lines.append(f"| {order} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs for qhead")
-    parser.add_argument("--pl-repeats", type=int, default=3, help="timed runs for PennyLane")
-    parser.add_argument("--quick", action="store_true", help="1 repeat each, fewer references")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs for qhead")
+    parser.add_argument("--pl-repeats", type=int, default=1, help="timed runs for PennyLane")
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--ansatz", nargs="+", default=None, help="default: all registered")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--device", default="cpu", help="device for qhead and ResNet-18")
-    parser.add_argument("--no-pennylane", action="store_true", help="skip PennyLane references")
-    parser.add_argument("--no-lightning", action="store_true", help="skip lightning.qubit")
-    parser.add_argument("--no-resnet", action="store_true", help="skip the ResNet-18 step")
+    parser.add_argument("--no-pennylane", action="store_true", help="qhead only")
+    parser.add_argument("--no-device", action="store_true", help="skip the TorchLayer table")
+    parser.add_argument("--no-order", action="store_true", help="skip the import-order runs")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    # Three warm-up runs: the first call of a circuit compiles its plan and loads the
-    # compiled CPU kernels; one run was not enough for the first circuit measured.
-    repeats, pl_repeats, warmup = args.repeats, args.pl_repeats, 3
-    if args.quick:
-        repeats, pl_repeats = 3, 1
-    device = torch.device(args.device)
     warnings.simplefilter("ignore", CircuitLintWarning)
+    names = args.ansatz or sorted(ANSATZES.names())
     torch.manual_seed(0)
-    x = torch.randn(BATCH, 512, 7, 7, device=device).relu()
-
+    x = torch.randn(BATCH, FEATURES).relu()
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"# AE-VQC benchmark: batch {BATCH}, {FEATURES} features (n=15), float32, "
-        f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"{platform.processor() or platform.machine()}, CPU kernels "
-        f"{'on' if kernels.enabled() else 'off'}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+        f"# qhead simulator benchmark: batch {BATCH}, {FEATURES} features (n={N_QUBITS}), "
+        f"float32; CPU {cpu_model()} ({os.cpu_count()} cores, native bf16: "
+        f"{'yes' if cpu_has_native_bf16() else 'no'}); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; CPU kernels {'on' if kernels.enabled() else 'off'}"
+        f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {load}",
+        flush=True,
     )
-    references = []
-    if not args.no_pennylane:
-        references.append("pennylane:default.qubit")
-        if not args.no_lightning:
-            references.append("pennylane:lightning.qubit")
-    rows = []
-    for name, layers in CIRCUITS:
-        torch.manual_seed(1)
-        ours = AEVQC(FEATURES, name, layers).to(device)
-        result = {"circuit": f"{name} D={layers}"}
-        result["qhead"] = layer_timings(ours, x, repeats, warmup, input_grad=True)
-        for backend in references:
-            ref = AEVQC(FEATURES, name, layers, backend=backend)
-            ref.load_state_dict(ours.state_dict())
-            input_grad = backend.endswith("default.qubit")
-            result[backend] = layer_timings(ref, x.cpu(), pl_repeats, 0 if args.quick else 1,
-                                            input_grad=input_grad)
-        rows.append(result)
-        print(f"  done {result['circuit']}", flush=True)
-
-    header = ["circuit", "pass", "qhead ms (CPU ms)"]
-    for backend in references:
-        short = backend.split(":")[1]
-        header += [f"{short} ms (CPU ms)", f"× vs {short} (CPU)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for result in rows:
-        for i, label in enumerate(("forward", "fwd+bwd")):
-            wall, cpu = result["qhead"][i]
-            cells = [result["circuit"], label, f"{wall:.1f} ({cpu:.1f})"]
-            for backend in references:
-                ref_wall, ref_cpu = result[backend][i]
-                cells += [
-                    f"{ref_wall:.0f} ({ref_cpu:.0f})",
-                    f"{ref_wall / wall:.0f}× ({ref_cpu / cpu:.0f}×)",
-                ]
-            lines.append("| " + " | ".join(cells) + " |")
-    print("\n".join(lines))
-    if "pennylane:lightning.qubit" in references:
-        print("(lightning.qubit fwd+bwd: adjoint gradient w.r.t. the weights only; "
-              "the broadcast batch is split into 32 circuits by PennyLane)")
-    if not args.no_resnet:
-        step_wall, step_cpu = resnet_step_ms(1 if args.quick else 3, 1, device)
-        print(
-            f"\nResNet-18 training step (batch {BATCH}, 224×224, fwd+bwd+Adam): "
-            f"{step_wall:.0f} ms (CPU {step_cpu:.0f} ms)"
-        )
-        for result in rows:
-            wall, cpu = result["qhead"][1]
-            print(
-                f"  {result['circuit']}: AE-VQC fwd+bwd = {100 * wall / step_wall:.2f} % of the "
-                f"step ({100 * cpu / step_cpu:.2f} % by CPU time)"
-            )
+    print(f"# measured float32 matmul peak: {peak_gflops():.0f} GFLOP/s", flush=True)
+    ansatz_table(names, args.layers, x, args.repeats, args.pl_repeats, not args.no_pennylane)
+    if not args.no_device and not args.no_pennylane:
+        print()
+        device_table(args.layers, x, args.repeats, args.pl_repeats)
+    if not args.no_order:
+        print("\n# import order, each in a fresh process (fwd+bwd ms, median)")
+        order_table(max(args.repeats, 5))
+    print(f"# load average at the end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
 
 
