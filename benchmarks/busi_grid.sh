@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# The real BUSI grid behind docs/results.md: ResNet-18 on the shared BUSI copy, the
-# paper's classical and quantum models and two controls (flatten-linear, twin), 3 seeds,
-# at a reduced budget that fits a 2-core CPU. Re-running it skips finished cells and
-# resumes interrupted ones; the report and the shot study are rebuilt at the end.
+# The real BUSI grid behind docs/results.md: ResNet-18 on the shared BUSI copy at the
+# paper's 224x224 (512x7x7 map, 15 qubits), Adam 1e-3, batch 32, 50 epochs (the paper: 200),
+# the paper's classical and quantum models and two controls (flatten-linear, twin), 3 seeds.
+# Re-running it skips finished cells (here, and those already recorded in $RECORDS, the
+# committed results/busi-resnet18-224) and resumes interrupted ones; at the end it exports
+# the finished runs' records into $RECORDS (no checkpoints) and rebuilds the report and the
+# shot study. Commit $RECORDS after it; the next session continues from there.
 #
-#   benchmarks/busi_grid.sh                      # defaults below
-#   EPOCHS=20 IMAGE_SIZE=112 benchmarks/busi_grid.sh
+#   benchmarks/busi_grid.sh                                   # paper split, all arms
+#   SPLITS=grouped HEADS=classical,quantum benchmarks/busi_grid.sh   # leakage-free split
+#   EPOCHS=10 IMAGE_SIZE=64 RECORDS= OUT=/work/runs-busi benchmarks/busi_grid.sh  # appendix grid
 #   benchmarks/busi_grid.sh --dry-run            # extra arguments go to qhead reproduce
 #
-# Output (run dirs, logs, report) goes to $OUT, outside the repository.
+# Run dirs, logs and checkpoints go to $OUT, outside the repository.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 QHEAD="${QHEAD:-$REPO/.venv/bin/qhead}"
-OUT="${OUT:-/work/runs-busi}"
+OUT="${OUT:-/work/runs-busi224}"
 DATA="${DATA:-$REPO/../shared/data/busi}"
-EPOCHS="${EPOCHS:-10}"
-IMAGE_SIZE="${IMAGE_SIZE:-112}"
+EPOCHS="${EPOCHS:-50}"
+IMAGE_SIZE="${IMAGE_SIZE:-224}"
+SPLITS="${SPLITS:-paper}"
+RECORDS="${RECORDS-$REPO/results/busi-resnet18-224}"   # empty: no --done, no export
 SEEDS="${SEEDS:-3}"
 JOBS="${JOBS:-1}"
 HEADS="${HEADS:-classical,quantum,flatten-linear,twin}"
@@ -42,12 +48,19 @@ fi
 echo "git $SHA | $(nproc) cores" | tee -a "$OUT/VERSIONS.txt"
 echo "start $(date -u +%FT%TZ) | epochs=$EPOCHS image_size=$IMAGE_SIZE seeds=$SEEDS jobs=$JOBS"
 
-"$QHEAD" reproduce --datasets busi --backbones resnet18 --heads "$HEADS" \
+DONE=()
+if [ -n "$RECORDS" ] && [ -d "$RECORDS" ]; then DONE=(--done "$RECORDS"); fi
+"$QHEAD" reproduce --datasets busi --backbones resnet18 --heads "$HEADS" --splits "$SPLITS" \
     --seeds "$SEEDS" --epochs "$EPOCHS" --image-size "$IMAGE_SIZE" \
-    --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" $EXTRA "$@"
+    --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" "${DONE[@]}" $EXTRA "$@"
 
 case " $* " in *" --dry-run "*) exit 0 ;; esac
-"$QHEAD" report "$OUT" --out "$OUT/report"
+if [ -n "$RECORDS" ]; then
+    "$QHEAD" export-records "$OUT" --out "$RECORDS"
+    "$QHEAD" report "$RECORDS" --out "$RECORDS/report"
+else
+    "$QHEAD" report "$OUT" --out "$OUT/report"
+fi
 # shot-noise study of the trained quantum models (SHOTS=0 skips it)
 if [ "${SHOTS:-1}" != 0 ]; then
     "$QHEAD" shots "$OUT/busi/resnet18/quantum" --shots 10,100,1000,10000,exact \
