@@ -91,13 +91,46 @@ def layer_timings(layer, x: torch.Tensor, repeats: int, warmup: int):
     return timed(forward, repeats, warmup), timed(forward_backward, repeats, warmup)
 
 
+def kernel_flops(head: AEVQC) -> float | None:
+    """Floating-point operations per example, forward + backward, of the general kernel's
+    program for ``head`` (after fusion and folding), or None for the specialised kernels.
+
+    Per 2^n amplitudes: a real 2×2 matrix costs 3 flops forward and 10 backward (the state
+    and λ un-applied, four dot products), on a complex state twice that; a complex matrix 14
+    and 44; a signed permutation 1 and 2 per real array; encoding, measurement and the
+    encoding's backward about 12 in all.
+    """
+    from qhead.simulator import cpu_kernels
+    from qhead.simulator.plan import compile_plan
+
+    plan = compile_plan(tuple(head.ops), head.n_qubits, tuple(head.measured_wires),
+                        tuple(head.weights.shape))
+    if cpu_kernels.kernel_for(plan) != "general":
+        return None
+    program = cpu_kernels._program(plan, torch.float32)
+    per_amp = 12.0
+    for g, (kind, _, _) in enumerate(program.prog):
+        complex_state = g >= program.first_complex
+        if kind == kernels.OP_REAL:
+            per_amp += 13 * (2 if complex_state else 1)
+        elif kind == kernels.OP_COMPLEX:
+            per_amp += 58
+        elif kind == kernels.OP_PERM:
+            per_amp += 3 * (2 if complex_state else 1)
+    return per_amp * 2**head.n_qubits
+
+
 def _cell(t) -> str:
     return f"{t[0]:.1f} ({t[1]:.0f})" if t[0] < 100 else f"{t[0]:.0f} ({t[1]:.0f})"
 
 
-def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool) -> list[str]:
+def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool,
+                 peak: float) -> list[str]:
+    """The main table; for the general kernel's circuits also the arithmetic: Mflop per
+    example (fwd+bwd) and the speed-up over default.qubit the measured peak would allow."""
     header = "| circuit | pass | qhead ms (CPU ms) |"
     header += " default.qubit ms (CPU ms) | × (CPU ×) |" if pennylane else ""
+    header += " Mflop/example | × at peak |" if pennylane else ""
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for name in names:
         for layers in layer_counts:
@@ -115,6 +148,12 @@ def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool) -
                     ratio = theirs[i][0] / mine[i][0]
                     cpu_ratio = theirs[i][1] / max(mine[i][1], 1e-9)
                     row += f" {_cell(theirs[i])} | {ratio:.0f}× ({cpu_ratio:.0f}×) |"
+                    flops = kernel_flops(ours) if i == 1 else None
+                    if flops is None:
+                        row += " | |"
+                    else:
+                        floor_ms = flops * BATCH / (peak * 1e9) * 1e3
+                        row += f" {flops / 1e6:.0f} | {theirs[i][0] / floor_ms:.0f}× |"
                 lines.append(row)
             print(lines[-2] + "\n" + lines[-1], flush=True)
     return lines
@@ -139,7 +178,12 @@ def peak_gflops(repeats: int = 5) -> float:
 
 
 def device_table(layer_counts, x, repeats, pl_repeats) -> list[str]:
-    """qhead.qubit vs default.qubit inside PennyLane's own TorchLayer."""
+    """qhead.qubit vs default.qubit inside PennyLane's own TorchLayer.
+
+    The inputs are zero-padded to 2^15 with torch first: PennyLane's ``AmplitudeEmbedding``
+    pads with a Python list (``[[0.0] * 7680] * 32`` through ``torch.as_tensor``), which
+    costs the same on every device; its cost is printed separately.
+    """
     import pennylane as qml
 
     from qhead.quantum.pennylane_device import QheadQubit
@@ -161,8 +205,13 @@ def device_table(layer_counts, x, repeats, pl_repeats) -> list[str]:
             ]
             ours, ref = layers_by_device
             ref.load_state_dict(ours.state_dict())
-            mine = layer_timings(ours, x, repeats, 2)
-            theirs = layer_timings(ref, x, pl_repeats, 1)
+            padded = torch.nn.functional.pad(x, (0, 2**N_QUBITS - x.shape[1]))
+            mine = layer_timings(ours, padded, repeats, 2)
+            theirs = layer_timings(ref, padded, pl_repeats, 1)
+            if layers == layer_counts[0]:
+                unpadded = layer_timings(ours, x, repeats, 1)[0]
+                print(f"# {label} D={layers}: qhead.qubit forward with unpadded inputs "
+                      f"{_cell(unpadded)} ms (PennyLane pads them in AmplitudeEmbedding)")
             for i, name in enumerate(("forward", "fwd+bwd")):
                 ratio = theirs[i][0] / mine[i][0]
                 cpu_ratio = theirs[i][1] / max(mine[i][1], 1e-9)
@@ -217,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ansatz", nargs="+", default=None, help="default: all registered")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--no-pennylane", action="store_true", help="qhead only")
+    parser.add_argument("--no-ansatz", action="store_true", help="skip the ansatz table")
     parser.add_argument("--no-device", action="store_true", help="skip the TorchLayer table")
     parser.add_argument("--no-order", action="store_true", help="skip the import-order runs")
     args = parser.parse_args(argv)
@@ -235,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {load}",
         flush=True,
     )
-    print(f"# measured float32 matmul peak: {peak_gflops():.0f} GFLOP/s", flush=True)
-    ansatz_table(names, args.layers, x, args.repeats, args.pl_repeats, not args.no_pennylane)
+    peak = peak_gflops()
+    print(f"# measured float32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
+    if not args.no_ansatz:
+        ansatz_table(names, args.layers, x, args.repeats, args.pl_repeats,
+                     not args.no_pennylane, peak)
     if not args.no_device and not args.no_pennylane:
         print()
         device_table(args.layers, x, args.repeats, args.pl_repeats)

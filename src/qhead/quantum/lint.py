@@ -65,16 +65,28 @@ def _ranges(values: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _fmt_params(name: str, params: Sequence[tuple[int, ...]]) -> str:
+def _fmt_params(name: str, params: Sequence[tuple[int, ...]], pos: int | None = None) -> str:
+    """``RZ angles weights[1, q, 2] for q in 0..3``: ``pos`` is the index that varies
+    (the wire's, default the last); any other pattern is listed in full."""
     if not params:
         return ""
-    prefix = params[0][:-1]
-    if all(p[:-1] == prefix for p in params):
-        last = sorted(p[-1] for p in params)
-        lead = ", ".join(str(i) for i in prefix)
-        lead = f"{lead}, " if lead else ""
-        return f"{name} angles weights[{lead}q] for q in {_ranges(last)}"
+    pos = len(params[0]) - 1 if pos is None else pos
+    rest = [p[:pos] + p[pos + 1 :] for p in params]
+    if all(r == rest[0] for r in rest):
+        var = "q" if len(params[0]) > 1 else "i"
+        cells = [str(i) for i in params[0]]
+        cells[pos] = var
+        values = sorted(p[pos] for p in params)
+        return f"{name} angles weights[{', '.join(cells)}] for {var} in {_ranges(values)}"
     return f"{name} angles at weights{[list(p) for p in params]}"
+
+
+def _wire_position(ops: Sequence[Op]) -> int:
+    """The index of ``Op.param`` that is the gate's wire for all these gates (the last
+    such; the last index when none is), so that findings group one layer per line."""
+    size = len(ops[0].param)
+    matches = [i for i in range(size) if all(op.param[i] == op.wires[0] for op in ops)]
+    return matches[-1] if matches else size - 1
 
 
 def dead_parameters(
@@ -151,19 +163,25 @@ def lint_ops(
     findings: list[LintWarning] = []
     measured = sorted(set(measured_wires))
     dead = dead_parameters(ops, n_wires, measured)
-    groups: dict[tuple, list[tuple[int, ...]]] = {}
+    by_kind: dict[tuple, list[Op]] = {}
     for op in ops:
         if op.param is not None and op.param in dead:
-            key = (dead[op.param], op.name, op.param[:-1])
-            if op.param not in groups.setdefault(key, []):
-                groups[key].append(op.param)
-    for (reason, name, _), params in groups.items():
+            by_kind.setdefault((dead[op.param], op.name), []).append(op)
+    groups: dict[tuple, tuple[int, list[tuple[int, ...]]]] = {}
+    for (reason, name), kind_ops in by_kind.items():
+        pos = _wire_position(kind_ops)
+        for op in kind_ops:
+            key = (reason, name, op.param[:pos] + op.param[pos + 1 :])
+            params = groups.setdefault(key, (pos, []))[1]
+            if op.param not in params:
+                params.append(op.param)
+    for (reason, name, _), (pos, params) in groups.items():
         why = _WHY[reason].format(measured=_ranges(measured))
         findings.append(
             LintWarning(
                 "dead-parameter",
                 tuple(params),
-                f"dead parameters: {_fmt_params(name, params)} ({len(params)}) {why}; "
+                f"dead parameters: {_fmt_params(name, params, pos)} ({len(params)}) {why}; "
                 "their gradient is exactly zero, so they are trained for nothing",
             )
         )
