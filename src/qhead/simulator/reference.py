@@ -15,7 +15,7 @@ from qhead.simulator.gates import apply_matrix, cnot, cz, hadamard, rx, ry, rz
 from qhead.simulator.measure import expval_z, sample_expval_z
 from qhead.simulator.ops import Op
 
-__all__ = ["run_reference"]
+__all__ = ["evolve", "run_reference"]
 
 _X = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
 _Z = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
@@ -37,6 +37,13 @@ _APPLY = {
 }
 
 
+def evolve(state: torch.Tensor, ops: Sequence[Op], weights: torch.Tensor) -> torch.Tensor:
+    """The state after ``ops``, gate by gate (every gate of the gate table)."""
+    for op in ops:
+        state = _APPLY[op.name](state, op, weights)
+    return state
+
+
 def run_reference(
     state: torch.Tensor,
     ops: Sequence[Op],
@@ -47,8 +54,7 @@ def run_reference(
 ) -> torch.Tensor:
     """Applies ``ops`` one by one to ``state`` (``[B] + [2] * n``) → ``[B, m]`` ⟨Z⟩ of
     ``wires`` (or shot estimates)."""
-    for op in ops:
-        state = _APPLY[op.name](state, op, weights)
+    state = evolve(state, ops, weights)
     if shots is None:
         return expval_z(state, wires)
     return sample_expval_z(state, wires, shots, generator)
