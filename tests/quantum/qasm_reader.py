@@ -1,6 +1,6 @@
 """A small OpenQASM 2.0 reader and dense simulator, independent of qhead's code, for tests.
 
-It reads the subset ``qhead export`` writes (qreg/creg, h x z rx ry rz cx, measure) and
+It reads the subset ``qhead export`` writes (qreg/creg, h x z rx ry rz cx cz, measure) and
 returns the final state and the measured wires; q[0] is the most significant bit.
 """
 
@@ -48,6 +48,12 @@ def run_qasm(text: str, initial: np.ndarray | None = None) -> tuple[np.ndarray, 
             continue
         name, angle, args = _GATE.match(line).groups()
         wires = [int(w) for w in _QUBIT.findall(args)]
+        if name == "cz":
+            a, b = wires
+            index = [slice(None)] * n
+            index[a], index[b] = 1, 1
+            state[tuple(index)] *= -1
+            continue
         if name == "cx":
             c, t = wires
             index = [slice(None)] * n

@@ -24,6 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::qhead.quantum.CircuitLintWarnin
         ("ansatz1", {}, "relu"),
         ("ansatz2", {"gates": ("RZ", "RY"), "entangler": "ring"}, "signed"),
         ("ansatz2", {"gates": ("RX", "RY")}, "relu"),
+        ("simplified-two-design", {}, "signed"),
+        ("strongly-entangling", {}, "relu"),
     ],
 )
 def test_exported_full_circuit_reproduces_qheads_expectations(ansatz, options, features):
@@ -63,6 +65,13 @@ def test_all_zero_map_is_the_basis_state():
     with torch.no_grad():
         expected = head(torch.zeros(1, 8, dtype=torch.float64))[0].numpy()
     np.testing.assert_allclose(expval_z(state, wires), expected, atol=1e-12)
+
+
+def test_every_simulator_gate_is_exportable():
+    from qhead.quantum.qasm import QASM_GATES
+    from qhead.simulator import GATES
+
+    assert set(GATES) <= set(QASM_GATES), sorted(set(GATES) - set(QASM_GATES))
 
 
 def test_unexportable_circuits_are_refused():

@@ -40,7 +40,7 @@ def _default_mixed(state, ops, weights, wires, noise: NoiseModel) -> np.ndarray:
     qml = pytest.importorskip("pennylane")
     dev = qml.device("default.mixed", wires=N)
     gates = {"H": qml.Hadamard, "X": qml.PauliX, "Z": qml.PauliZ, "RX": qml.RX,
-             "RY": qml.RY, "RZ": qml.RZ, "CNOT": qml.CNOT}
+             "RY": qml.RY, "RZ": qml.RZ, "CNOT": qml.CNOT, "CZ": qml.CZ}
 
     def channels(wire):
         if noise.depolarizing:
@@ -117,7 +117,7 @@ def _within_five_sigma(result, reference: np.ndarray) -> None:
 
 @pytest.mark.parametrize(
     ("name", "options"),
-    [("ansatz2", {"gates": ("RZ", "RY"), "entangler": "ring"}), ("ansatz1", {"gate": "RX"})],
+    [("ansatz2", {"gates": ("RZ", "RY"), "entangler": "ring"}), ("simplified-two-design", {})],
 )
 def test_trajectories_agree_with_default_mixed(name: str, options: dict) -> None:
     ops, weights = _circuit(name, 2, **options)
@@ -136,7 +136,7 @@ def test_trajectories_agree_with_default_mixed(name: str, options: dict) -> None
 
 
 def test_trajectories_with_shots_agree_with_default_mixed() -> None:
-    ops, weights = _circuit("ansatz2", 1, gates=("RZ", "RY"))
+    ops, weights = _circuit("simplified-two-design", 1)  # CZ and RY, evolved gate by gate
     state, wires = _states(), [0, 2]
     result = noisy_expval_z(state, ops, weights, wires, ALL, trajectories=200, shots=20000,
                             generator=torch.Generator().manual_seed(5))

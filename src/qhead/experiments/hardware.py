@@ -165,7 +165,7 @@ def format_resources(res: HeadResources, info: dict[str, Any]) -> str:
         f"{info['ansatz']} D={info['layers']}, {res.measured_wires} measured wires; map "
         f"{sign} on seeded random inputs.",
         "",
-        "| part | gates | CNOT | depth |",
+        "| part | gates | two-qubit gates | depth |",
         "|---|---|---:|---:|",
         f"| ansatz ({res.trainable_angles} trainable angles, {res.dead_angles} dead) | "
         f"{_gates(ans['gates'])} | {ans['two_qubit']:,} | {ans['depth']:,} |",

@@ -2,7 +2,9 @@
 
 OpenQASM 2.0 with ``qelib1.inc`` is what every toolchain reads (Qiskit
 ``QuantumCircuit.from_qasm_str``, PennyLane ``qml.from_qasm``, tket, Cirq's importer), and
-the circuit needs only ``h x z rx ry rz cx``. Conventions, written into the file header:
+qhead's gates map one to one onto ``h x z rx ry rz cx cz`` (every entry of the
+simulator's gate table :data:`qhead.simulator.GATES`; a test checks that none is
+missing). Conventions, written into the file header:
 
 * qubit ``q[k]`` is qhead's wire k; **wire 0 is the most significant bit** of the basis
   index (PennyLane's convention). Qiskit prints bit strings with ``c[0]`` rightmost, so a
@@ -38,6 +40,7 @@ QASM_GATES: dict[str, tuple[str, bool]] = {
     "RY": ("ry", True),
     "RZ": ("rz", True),
     "CNOT": ("cx", False),
+    "CZ": ("cz", False),
 }
 
 

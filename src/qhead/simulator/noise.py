@@ -46,10 +46,9 @@ from qhead.simulator import (
     amplitude_encode,
     apply_matrix,
     cnot,
+    cz,
     hadamard,
-    hadamard_matrix,
     probabilities,
-    rotation_matrix,
     run_circuit,
     rx,
     ry,
@@ -199,9 +198,14 @@ def _evolve(state: torch.Tensor, ops: Sequence[Op], weights: torch.Tensor) -> to
             state = apply_matrix(state, matrix, w[0])
         elif op.name == "CNOT":
             state = cnot(state, w[0], w[1])
-        else:
+        elif op.name == "CZ":
+            state = cz(state, w[0], w[1])
+        elif op.name in ("RX", "RY", "RZ"):
             gate = {"RX": rx, "RY": ry, "RZ": rz}[op.name]
             state = gate(state, weights[op.param], w[0])
+        else:
+            raise ConfigError(f"noisy shots: gate {op.name!r} is not supported "
+                              "(H, X, Z, RX, RY, RZ, CNOT, CZ)")
     return state
 
 
@@ -230,12 +234,9 @@ _PAULI = {
 
 
 def _gate_matrix(op: Op, weights: torch.Tensor) -> torch.Tensor:
-    if op.name == "H":
-        return hadamard_matrix(torch.float64).to(torch.complex128)
-    if op.name in ("X", "Z"):
-        return _PAULI[op.name]
-    theta = weights[op.param].detach().to(torch.float64).cpu()
-    return rotation_matrix(op.name, theta).to(torch.complex128)
+    """The one-qubit gate's 2×2 unitary from the simulator's gate table (complex128)."""
+    theta = None if op.param is None else float(weights[op.param])
+    return torch.from_numpy(GATES[op.name].unitary(theta)).to(torch.complex128)
 
 
 def _bloch_rotation(u: torch.Tensor) -> torch.Tensor:
