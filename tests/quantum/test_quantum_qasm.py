@@ -135,3 +135,18 @@ def test_cli_export_errors(tmp_path: Path, capsys) -> None:
     assert "has no quantum head" in err and "Traceback" not in err
     assert main(["export", str(tmp_path / "missing.pt")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_15_qubit_busi_sized_circuit_round_trips() -> None:
+    """The paper's BUSI head: 512×7×7 post-ReLU features, 15 qubits, 65,548 gates (~1 min)."""
+    torch.manual_seed(2)
+    head = AEVQC(512 * 7 * 7, "ansatz1").double()
+    x = torch.randn(1, 512 * 7 * 7, dtype=torch.float64).clamp(min=0)
+    text = circuit_to_qasm(head.ops, head.weights, head.n_qubits, head.measured_wires,
+                           features=x)
+    assert sum(line.startswith(("ry(", "cx ")) for line in text.splitlines()) == 65_548
+    state, wires = run_qasm(text)
+    with torch.no_grad():
+        expected = head(x)[0].numpy()
+    np.testing.assert_allclose(expval_z(state, wires), expected, atol=1e-9)
