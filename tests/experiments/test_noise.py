@@ -98,3 +98,24 @@ def test_resources_of_a_trained_checkpoint(runs, capsys) -> None:
     assert "has no quantum head" in capsys.readouterr().err
     assert main(["resources", str(runs["a1"]), "model.head=twin"]) == 1
     assert "not both" in capsys.readouterr().err
+
+
+def test_noise_report_pools_checkpoints_per_strength(tmp_path):
+    from qhead.experiments.noise import NoiseRow, write_noise_report
+    from qhead.experiments.stats import summarize
+
+    def row(checkpoint, strength, acc):
+        return NoiseRow(Path(checkpoint), "depolarizing", strength, {}, "exact",
+                        summarize([acc]), summarize([acc - 0.1]), 0.0, 0, None, [0], 0.0)
+
+    rows = [row("a.pt", 0.0, 0.8), row("a.pt", 0.1, 0.6),
+            row("b.pt", 0.0, 0.6), row("b.pt", 0.1, 0.4)]
+    md = (tmp_path / "noise.md")
+    write_noise_report(rows, tmp_path, plot=False)
+    text = md.read_text()
+    assert "Pooled over 2 checkpoints" in text
+    pooled_lines = [line for line in text.splitlines() if line.startswith("| 0")]
+    # one pooled line per strength, in first-seen order, mean of the checkpoints' means
+    assert [line.split("|")[1].strip() for line in pooled_lines] == ["0", "0.1"]
+    assert summarize([0.8, 0.6]).format() in pooled_lines[0]
+    assert summarize([0.6, 0.4]).format() in pooled_lines[1]

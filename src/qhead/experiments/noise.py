@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from qhead.errors import ConfigError, DataError
+from qhead.experiments.shots import pooled
 from qhead.experiments.stats import Summary, summarize
 from qhead.simulator.noise import NoiseModel, noisy_encoded_expval_z
 
@@ -244,10 +245,7 @@ def write_noise_report(rows: Sequence[NoiseRow], out: str | Path, title: str = "
         lines += ["", f"Pooled over {len(checkpoints)} checkpoints: mean ± std of the "
                   "per-checkpoint means.", "", "| strength | n | Acc | macro-F1 |",
                   "|---:|---:|---:|---:|"]
-        for strength in dict.fromkeys(r.strength for r in rows):
-            group = [r for r in rows if r.strength == strength]
-            acc = summarize([r.accuracy.mean for r in group])
-            f1 = summarize([r.macro_f1.mean for r in group])
+        for strength, acc, f1 in pooled(rows, key=lambda row: row.strength):
             lines.append(f"| {strength:g} | {acc.n} | {acc.format()} | {f1.format()} |")
     md_path = out / "noise.md"
     md_path.write_text("\n".join(lines) + "\n")

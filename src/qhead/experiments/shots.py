@@ -166,18 +166,22 @@ def shot_study(
     return rows
 
 
-def pooled(rows: Sequence[ShotRow]) -> list[tuple[int | None, Summary, Summary]]:
-    """Per shot count: mean ± std over checkpoints of each checkpoint's mean."""
-    by_shots: dict[int | None, list[ShotRow]] = defaultdict(list)
+def pooled(
+    rows: Sequence[Any], key: Callable[[Any], Any] = lambda row: row.shots
+) -> list[tuple[Any, Summary, Summary]]:
+    """Per value of ``key`` (default: the shot count): mean ± std over checkpoints of each
+    checkpoint's mean accuracy and macro-F1, in first-seen order. Rows are any records
+    with ``accuracy`` and ``macro_f1`` summaries (shot rows, noise rows)."""
+    groups: dict[Any, list[Any]] = defaultdict(list)
     for row in rows:
-        by_shots[row.shots].append(row)
+        groups[key(row)].append(row)
     return [
         (
-            count,
+            value,
             summarize([r.accuracy.mean for r in group]),
             summarize([r.macro_f1.mean for r in group]),
         )
-        for count, group in by_shots.items()
+        for value, group in groups.items()
     ]
 
 
