@@ -599,7 +599,8 @@ if numba is not None:
 # a run of CNOTs and CZs, or the X/CNOT tail of the circuit).
 # OP_TRANSPOSE views the state as [2^r, 2^(n−r)] (r in the wire field) and transposes
 # it: gates on the lowest wires, whose partner amplitudes are 1..32 apart (loops too short
-# to vectorise), then act on far-apart halves; the plan brackets them with two transposes.
+# to vectorise), then act on far-apart halves; the program transposes once before them and
+# folds the way back into the next permutation (cpu_kernels._Program).
 OP_REAL, OP_COMPLEX, OP_PERM, OP_TRANSPOSE = 0, 1, 2, 3
 
 if numba is not None:
