@@ -132,6 +132,7 @@ def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool,
     header += " default.qubit ms (CPU ms) | × (CPU ×) |" if pennylane else ""
     header += " Mflop/example | × at peak |" if pennylane else ""
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    print(lines[0] + "\n" + lines[1], flush=True)
     for name in names:
         for layers in layer_counts:
             torch.manual_seed(1)
@@ -195,6 +196,7 @@ def device_table(layer_counts, x, repeats, pl_repeats) -> list[str]:
     )
     lines = ["| TorchLayer template | pass | qhead.qubit ms (CPU ms) | default.qubit ms (CPU ms) "
              "| × (CPU ×) |", "|---|---|---|---|---|"]
+    print(lines[0] + "\n" + lines[1], flush=True)
     for label, template, shape in templates:
         for layers in layer_counts:
             layers_by_device = [
@@ -247,6 +249,7 @@ def order_table(repeats: int) -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     lines = ["| import order | ansatz1 D=1 fwd+bwd ms | ansatz1 D=3 | ansatz2 D=1 |",
              "|---|---|---|---|"]
+    print(lines[0] + "\n" + lines[1], flush=True)
     for order in ("qhead-first", "torch-first", "qhead-first", "torch-first"):
         result = subprocess.run(
             [sys.executable, "-c", _ORDER_CHILD, order, str(repeats)], env=env,
