@@ -161,3 +161,31 @@ def test_reproduce_cli_kill_resume_report_shots(tmp_path):
                            capture_output=True, text=True, env=env)
     assert shots.returncode == 0, shots.stderr
     assert (out / "shots/shots.csv").is_file()
+
+
+def test_cached_evaluation_gives_the_engines_numbers_with_one_backbone_pass(
+    tiny_grid, monkeypatch
+):
+    from qhead.experiments.shots import CachedEvaluate
+    from qhead.models.classifier import Classifier
+
+    out, _ = tiny_grid
+    checkpoint = find_checkpoints([out])[0]
+    settings = [(10, 0), (10, 1), (3, 0), (None, 0)]
+    reference = [engine_evaluate(checkpoint, shots, seed) for shots, seed in settings]
+    calls = []
+    original = Classifier.forward_features
+
+    def counting(self, x):
+        calls.append(x.shape[0])
+        return original(self, x)
+
+    monkeypatch.setattr(Classifier, "forward_features", counting)
+    cached = CachedEvaluate()
+    results = [cached(checkpoint, shots, seed) for shots, seed in settings]
+    assert sum(calls) == reference[0]["n"]  # the backbone saw each test image once
+    for ours, theirs in zip(results, reference, strict=True):
+        for key in ("accuracy", "macro_f1", "loss", "confusion_matrix", "shots", "shots_seed"):
+            assert ours[key] == theirs[key], key
+    # different sampling seeds really sample differently (the cache keeps the head live)
+    assert results[0]["loss"] != results[1]["loss"]

@@ -3,7 +3,8 @@
 Arguments are checkpoint files or run dirs (``qhead reproduce`` output: the ``quantum``
 arm's ``last.pt``, else ``best.pt``, of every seed). Each checkpoint is evaluated on its
 test split at every shot count with ``--sampling-seeds`` seeds of the shot sampler
-(``exact`` once); ``shots.md``, ``shots.csv`` and ``shots.png`` go to ``--out``.
+(``exact`` once; the backbone runs once per checkpoint, the head once per
+evaluation); ``shots.md``, ``shots.csv`` and ``shots.png`` go to ``--out``.
 
 Example::
 
@@ -13,11 +14,10 @@ Example::
 from __future__ import annotations
 
 import argparse
-import functools
 from pathlib import Path
 
 from qhead.experiments.shots import (
-    engine_evaluate,
+    CachedEvaluate,
     find_checkpoints,
     parse_shots,
     shot_study,
@@ -54,10 +54,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "shots"
     print(f"{len(checkpoints)} checkpoint(s) x shots {args.shots} x "
           f"{args.sampling_seeds} sampling seed(s)")
-    evaluate = engine_evaluate
-    if args.backend:
-        evaluate = functools.partial(engine_evaluate, backend=args.backend)
-    rows = shot_study(checkpoints, shots, args.sampling_seeds, evaluate=evaluate, echo=print)
+    rows = shot_study(checkpoints, shots, args.sampling_seeds,
+                      evaluate=CachedEvaluate(backend=args.backend), echo=print)
     written = write_shots_report(rows, out, plot=not args.no_plot)
     print("wrote", *written, sep="\n  ")
     return 0

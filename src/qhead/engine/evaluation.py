@@ -23,7 +23,7 @@ from qhead.engine.trainer import evaluate_model
 from qhead.errors import ConfigError, DataError
 from qhead.quantum import check_shots
 
-__all__ = ["evaluate", "predict", "set_shots"]
+__all__ = ["PreparedEvaluation", "evaluate", "predict", "set_shots"]
 
 
 def set_shots(model: torch.nn.Module, shots: int | None, seed: int, device: torch.device) -> int:
@@ -99,6 +99,121 @@ def _check_classes(loaded: LoadedCheckpoint, classes: list[str], where: str) -> 
         )
 
 
+class PreparedEvaluation:
+    """A checkpoint and one split of its data, loaded once; :meth:`run` evaluates it at any
+    shot count and sampling seed with exactly the numbers of :func:`evaluate` (same batches,
+    autocast and sampler seeding).
+
+    With ``cache_features=True`` the backbone runs once, on the first :meth:`run`, and
+    later runs re-use its feature maps (``[N, C, h, w]`` in the autocast dtype, held in
+    memory) and run the head alone: a shot study of 13 evaluations costs one backbone pass
+    instead of 13. Without, every run streams the images (memory O(batch)).
+
+    Arguments as :func:`evaluate`. Raises CheckpointError, DataError, ConfigError.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        data: Mapping[str, Any] | Sequence[str] | None = None,
+        data_root: str | None = None,
+        split: str = "test",
+        batch_size: int = 64,
+        device: str = "auto",
+        amp: str = "auto",
+        backend: str | None = None,
+        cache_features: bool = False,
+    ):
+        from qhead.data import build_datasets
+
+        if split not in ("test", "train"):
+            raise ConfigError(f"split: {split!r} is not allowed; allowed: test, train")
+        self.checkpoint, self.split, self.backend = Path(checkpoint), split, backend
+        loaded = load_checkpoint(checkpoint, backend=backend)
+        data_cfg = _data_config(loaded, data, data_root)
+        data_cfg.hflip = False
+        if (data_cfg.root and data_root is None and not Path(data_cfg.root).is_absolute()
+                and not Path(data_cfg.root).expanduser().exists()):
+            # checkpoints written before data.root was stored absolute
+            raise DataError(
+                f"data.root {data_cfg.root!r} stored in {checkpoint} is relative to the "
+                f"directory the run was trained from and does not exist from {Path.cwd()}; "
+                "run from there or pass --data-root DIR"
+            )
+        splits = build_datasets(data_cfg)
+        where = f"dataset {data_cfg.name!r}" + (f" at {data_cfg.root}" if data_cfg.root else "")
+        _check_classes(loaded, list(splits.classes), where)
+        self.device = resolve_device(device)
+        self.loaded, self.data_cfg, self.model = loaded, data_cfg, loaded.model
+        self.ctx = make_step_context(self.model, self.device, amp, loaded.config.channels_last)
+        prepare_model(self.model, self.ctx)
+        dataset = splits.test if split == "test" else splits.train
+        for message in missing_class_warnings({split: getattr(dataset, "labels", None)},
+                                              loaded.classes):
+            print(f"qhead evaluate: warning: {message}", file=sys.stderr)
+        if split == "train" and hasattr(dataset, "train"):
+            dataset.train = False  # no augmentation when measuring
+        self.dataset, self.batch_size = dataset, batch_size
+        self.cache_features = cache_features
+        self._features: list[tuple[torch.Tensor, Any, Any]] | None = None
+
+    def _loader(self, seed: int):
+        loader, _ = make_loader(self.dataset, batch_size=self.batch_size, shuffle=False,
+                                seed=seed, num_workers=0,
+                                pin_memory=self.device.type == "cuda")
+        return loader
+
+    def _batches(self, seed: int):
+        """(loader, forward) for one run: cached feature maps and the head, or images and
+        the whole model."""
+        if not self.cache_features:
+            return self._loader(seed), None
+        if self._features is None:
+            self.model.eval()
+            features = []
+            with torch.no_grad():
+                for images, labels, indices in self._loader(seed):
+                    with self.ctx.autocast():
+                        maps = self.model.forward_features(self.ctx.to_device(images))
+                    features.append((maps, labels, indices))
+            self._features = features
+        return self._features, self.model.forward_head
+
+    def run(self, shots: int | None = None, shots_seed: int = 0) -> dict[str, Any]:
+        """Metrics at ``shots`` (None: exact) with sampler seed ``shots_seed``; the dict of
+        :func:`evaluate` without ``files``."""
+        check_shots(shots)
+        loaded, model = self.loaded, self.model
+        n_circuits = set_shots(model, shots, shots_seed, self.device)
+        if shots is not None and n_circuits == 0:
+            raise ConfigError(
+                f"--shots {shots}: checkpoint {self.checkpoint} has no quantum head (head "
+                f"{loaded.config.model.head!r}); shots apply to AE-VQC heads only"
+            )
+        batches, forward = self._batches(shots_seed)
+        torch.manual_seed(shots_seed)
+        with torch.no_grad():
+            metrics = evaluate_model(model, batches, self.ctx, loaded.classes, forward=forward)
+        return {
+            record.ACCURACY: metrics["accuracy"],
+            record.MACRO_F1: metrics["macro_f1"],
+            "loss": metrics["loss"],
+            "n": metrics["n"],
+            "per_class": metrics["per_class"],
+            record.CONFUSION: metrics["confusion_matrix"],
+            record.CLASSES: loaded.classes,
+            "checkpoint": str(self.checkpoint),
+            "epoch": loaded.epoch,
+            "dataset": self.data_cfg.name,
+            "data_root": self.data_cfg.root,
+            "split": self.split,
+            "shots": shots,
+            "shots_seed": shots_seed if shots is not None else None,
+            "backend": self.backend or _checkpoint_backend(loaded),
+        }
+
+
 def evaluate(
     checkpoint: str | Path,
     *,
@@ -138,71 +253,22 @@ def evaluate(
     Raises:
         CheckpointError, DataError (e.g. class mismatch), ConfigError.
     """
-    from qhead.data import build_datasets
-
-    if split not in ("test", "train"):
-        raise ConfigError(f"split: {split!r} is not allowed; allowed: test, train")
     check_shots(shots)  # before loading anything; the same rule as the circuit's
-    loaded = load_checkpoint(checkpoint, backend=backend)
-    data_cfg = _data_config(loaded, data, data_root)
-    data_cfg.hflip = False
-    if (data_cfg.root and data_root is None and not Path(data_cfg.root).is_absolute()
-            and not Path(data_cfg.root).expanduser().exists()):
-        # checkpoints written before data.root was stored absolute
-        raise DataError(
-            f"data.root {data_cfg.root!r} stored in {checkpoint} is relative to the directory "
-            f"the run was trained from and does not exist from {Path.cwd()}; run from there "
-            "or pass --data-root DIR"
-        )
-    splits = build_datasets(data_cfg)
-    where = f"dataset {data_cfg.name!r}" + (f" at {data_cfg.root}" if data_cfg.root else "")
-    _check_classes(loaded, list(splits.classes), where)
-    dev = resolve_device(device)
-    model = loaded.model
-    ctx = make_step_context(model, dev, amp, loaded.config.channels_last)
-    prepare_model(model, ctx)
-    n_circuits = set_shots(model, shots, shots_seed, dev)
-    if shots is not None and n_circuits == 0:
-        raise ConfigError(
-            f"--shots {shots}: checkpoint {checkpoint} has no quantum head (head "
-            f"{loaded.config.model.head!r}); shots apply to AE-VQC heads only"
-        )
-    dataset = splits.test if split == "test" else splits.train
-    for message in missing_class_warnings({split: getattr(dataset, "labels", None)},
-                                          loaded.classes):
-        print(f"qhead evaluate: warning: {message}", file=sys.stderr)
-    if split == "train" and hasattr(dataset, "train"):
-        dataset.train = False  # no augmentation when measuring
-    loader, _ = make_loader(dataset, batch_size=batch_size, shuffle=False, seed=shots_seed,
-                            num_workers=0, pin_memory=dev.type == "cuda")
-    torch.manual_seed(shots_seed)
-    metrics = evaluate_model(model, loader, ctx, loaded.classes)
-    result: dict[str, Any] = {
-        record.ACCURACY: metrics["accuracy"],
-        record.MACRO_F1: metrics["macro_f1"],
-        "loss": metrics["loss"],
-        "n": metrics["n"],
-        "per_class": metrics["per_class"],
-        record.CONFUSION: metrics["confusion_matrix"],
-        record.CLASSES: loaded.classes,
-        "checkpoint": str(checkpoint),
-        "epoch": loaded.epoch,
-        "dataset": data_cfg.name,
-        "data_root": data_cfg.root,
-        "split": split,
-        "shots": shots,
-        "shots_seed": shots_seed if shots is not None else None,
-        "backend": backend or _checkpoint_backend(loaded),
-    }
+    prepared = PreparedEvaluation(
+        checkpoint, data=data, data_root=data_root, split=split, batch_size=batch_size,
+        device=device, amp=amp, backend=backend,
+    )
+    result = prepared.run(shots, shots_seed)
     if write:
         folder = Path(out) if out is not None else Path(checkpoint).parent
         folder.mkdir(parents=True, exist_ok=True)
         files = evaluation_files(folder, checkpoint, split, shots, backend)
         result["files"] = {k: str(v) for k, v in files.items()}
-        write_confusion_csv(files["confusion_csv"], metrics["confusion_matrix"], loaded.classes)
-        title = (f"{Path(checkpoint).name}: acc {metrics['accuracy']:.3f}, "
-                 f"macro-F1 {metrics['macro_f1']:.3f}")
-        plot_confusion(files["confusion_png"], metrics["confusion_matrix"], loaded.classes, title)
+        confusion, classes = result[record.CONFUSION], result[record.CLASSES]
+        write_confusion_csv(files["confusion_csv"], confusion, classes)
+        title = (f"{Path(checkpoint).name}: acc {result[record.ACCURACY]:.3f}, "
+                 f"macro-F1 {result[record.MACRO_F1]:.3f}")
+        plot_confusion(files["confusion_png"], confusion, classes, title)
         files["json"].write_text(json.dumps(result, indent=2))
     return result
 

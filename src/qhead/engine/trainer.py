@@ -125,20 +125,23 @@ def evaluate_model(
     ctx: StepContext,
     classes: list[str],
     info: DistInfo | None = None,
+    forward: Any = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` over every sample of ``loader`` (sharded over ranks).
 
     The loader yields ``(images [B,3,S,S], labels [B], indices [B])``; outputs of all
     ranks are gathered and de-duplicated by index, so the metrics are those a single
-    process would compute on the whole split.
+    process would compute on the whole split. ``forward`` (default ``model``) maps the
+    loader's first item to logits: e.g. ``model.forward_head`` over cached feature maps.
     """
     info = info or DistInfo()
+    forward = forward or model
     was_training = model.training
     model.eval()
     outs, ys, ids = [], [], []
     for images, labels, indices in loader:
         with ctx.autocast():
-            logits = model(ctx.to_device(images))
+            logits = forward(ctx.to_device(images))
         outs.append(logits.float().cpu())
         ys.append(labels)
         ids.append(indices)

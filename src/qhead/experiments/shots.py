@@ -116,6 +116,29 @@ def engine_evaluate(
     return evaluate(checkpoint, **kwargs)
 
 
+class CachedEvaluate:
+    """The default :data:`EvaluateFn`: :class:`qhead.engine.evaluation.PreparedEvaluation`
+    with cached features, so that the backbone runs once per checkpoint and every shot
+    count and sampling seed re-runs the head only (same numbers as :func:`engine_evaluate`;
+    one checkpoint's features are held at a time).
+
+    ``backend`` (``"pennylane[:device]"``) runs the head there instead of qhead's simulator.
+    """
+
+    def __init__(self, backend: str | None = None):
+        self.backend = backend
+        self._prepared: Any = None
+
+    def __call__(self, checkpoint: Path, shots: int | None, seed: int) -> dict[str, Any]:
+        from qhead.engine.evaluation import PreparedEvaluation
+
+        if self._prepared is None or self._prepared.checkpoint != Path(checkpoint):
+            self._prepared = None  # free the previous checkpoint's features first
+            self._prepared = PreparedEvaluation(checkpoint, backend=self.backend,
+                                                cache_features=True)
+        return self._prepared.run(shots, seed)
+
+
 @dataclass
 class ShotRow:
     """Metrics of one checkpoint at one shot count over the sampling seeds."""
@@ -131,10 +154,11 @@ def shot_study(
     checkpoints: Sequence[Path],
     shots: Sequence[int | None],
     sampling_seeds: int,
-    evaluate: EvaluateFn = engine_evaluate,
+    evaluate: EvaluateFn | None = None,
     echo: Callable[[str], None] = lambda _line: None,
 ) -> list[ShotRow]:
-    """Evaluates each checkpoint at each shot count with ``sampling_seeds`` sampler seeds.
+    """Evaluates each checkpoint at each shot count with ``sampling_seeds`` sampler seeds
+    (``evaluate`` default: :class:`CachedEvaluate`, the backbone once per checkpoint).
 
     Raises:
         ConfigError: if ``sampling_seeds < 1``.
@@ -142,6 +166,7 @@ def shot_study(
     """
     if sampling_seeds < 1:
         raise ConfigError(f"--sampling-seeds: expected an integer >= 1, got {sampling_seeds!r}")
+    evaluate = evaluate or CachedEvaluate()
     rows = []
     for checkpoint in checkpoints:
         for count in shots:
