@@ -155,3 +155,18 @@ def test_report_of_an_old_grid_is_unchanged(tmp_path):
     assert len(after) == len(before) == 2
     for old, new in zip(before, after, strict=True):
         assert {k: new[k] for k in old} == old  # every column the old report had
+
+
+def test_runs_csv_names_run_dirs_relative_to_the_working_directory(tmp_path, monkeypatch):
+    # a report of committed records must be the same file in every clone, whether the
+    # records folder is given as an absolute or a relative path
+    monkeypatch.chdir(OLD_GRID.parent)
+    tables = []
+    for root in (OLD_GRID.resolve(), Path(OLD_GRID.name)):
+        files = write_report(root, tmp_path / root.name, plots=False)
+        tables.append((tmp_path / root.name / "runs.csv").read_text())
+        with (tmp_path / root.name / "runs.csv").open() as handle:
+            dirs = [row["run_dir"] for row in csv.DictReader(handle)]
+        assert all(d.startswith("grid-84a2461/") for d in dirs), dirs
+    assert tables[0] == tables[1]
+    assert files.summary_csv.exists()

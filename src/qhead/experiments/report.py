@@ -568,6 +568,15 @@ def _stem(row: ArmRow) -> str:
     return f"{name}_{row.backbone}"
 
 
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (so that a report
+    of committed records is the same file in every clone), else as given."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def write_report(runs_dirs: Path | str | Sequence[Path | str], out: Path | str | None = None,
                  confidence: float = 0.95, plots: bool = True) -> ReportFiles:
     """Reads every finished run under one or several runs dirs and writes the report files.
@@ -610,7 +619,7 @@ def write_report(runs_dirs: Path | str | Sequence[Path | str], out: Path | str |
                 "dataset": r.dataset, "backbone": r.backbone, "arm": r.arm, "seed": r.seed,
                 "accuracy": _num(r.accuracy), "macro_f1": _num(r.macro_f1),
                 "params_head": "" if r.params_head is None else r.params_head,
-                "run_dir": str(r.run_dir), "split": r.split,
+                "run_dir": _display_path(r.run_dir), "split": r.split,
                 "best_accuracy": _num(r.best_accuracy),
                 "best_epoch": "" if r.best_epoch is None else r.best_epoch,
             }
