@@ -32,6 +32,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# qhead before torch: it sets the OpenMP wait policy the CPU kernels need (qhead/__init__.py)
+import qhead  # noqa: F401
+
+# isort: split
 import torch
 import torchvision
 
