@@ -49,3 +49,19 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert "no such checkpoint" in capsys.readouterr().err
     assert main(["shots", str(tmp_path), "--shots", "10,0"]) == 1
     assert "--shots" in capsys.readouterr().err
+
+
+def test_shots_merge_needs_out_and_writes_the_pooled_report(tmp_path, capsys):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "shots.csv").write_text(
+        "checkpoint,shots,n_sampling_seeds,acc_mean,acc_std,f1_mean,f1_std,budget\n"
+        "/gone/last.pt,exact,1,0.72,,0.61,,epochs=50\n"
+    )
+    assert main(["shots", "--merge", str(study)]) == 1
+    assert "--merge needs --out" in capsys.readouterr().err
+    assert main(["shots", "--merge", str(study), "--out", str(tmp_path / "pooled"),
+                 "--no-plot"]) == 0
+    assert "| /gone/last.pt | exact | 1 | 72.00 | 61.00 |" in (
+        tmp_path / "pooled/shots.md").read_text()
+    assert main(["shots", "--merge", str(tmp_path / "nothing"), "--out", str(tmp_path)]) == 1

@@ -1,6 +1,7 @@
 """Shot study bookkeeping with a stand-in evaluator (the real one: test_end_to_end.py)."""
 
 import csv
+import math
 
 import pytest
 
@@ -69,3 +70,53 @@ def test_evaluation_without_metrics_is_a_clear_error(tmp_path):
         shot_study([tmp_path / "a.pt"], [10], 1, evaluate=lambda *_: {"loss": 1.0})
     with pytest.raises(ConfigError, match="--sampling-seeds"):
         shot_study([tmp_path / "a.pt"], [10], 0, evaluate=lambda *_: {})
+
+
+def _study(tmp_path, name, accuracy):
+    def evaluate(checkpoint, shots, seed):
+        return {"accuracy": accuracy - (0.0 if shots is None else 0.01 * seed), "macro_f1": 0.5}
+
+    rows = shot_study([tmp_path / f"{name}.pt"], [10, None], 2, evaluate=evaluate)
+    for row in rows:
+        row.budget = "epochs=3"  # the checkpoint's run dir does not exist
+    write_shots_report(rows, tmp_path / name, plot=False)
+    return tmp_path / name
+
+
+def test_merged_studies_pool_over_checkpoints_without_them(tmp_path):
+    from qhead.experiments.shots import merge_shot_studies, read_shots_csv
+
+    a, b = _study(tmp_path, "a", 0.8), _study(tmp_path, "b", 0.6)
+    again = read_shots_csv(a / "shots.csv")
+    assert [(r.shots, r.accuracy.n, r.budget) for r in again] == [
+        (10, 2, "epochs=3"), (None, 1, "epochs=3")
+    ]
+    assert again[0].accuracy.mean == pytest.approx(0.795)  # 0.8, 0.79
+    rows = merge_shot_studies([a, b / "shots.csv"])
+    write_shots_report(rows, tmp_path / "pooled", plot=False)
+    md = (tmp_path / "pooled/shots.md").read_text()
+    assert "Pooled over 2 checkpoints" in md
+    assert "| exact | 2 | 70.00 ± 14.14 |" in md  # mean and std of 0.8 and 0.6
+    assert "Training budget: epochs=3" in md
+    with pytest.raises(DataError, match="in both"):
+        merge_shot_studies([a, a])
+
+
+def test_a_study_written_before_the_budget_column_reads_it_from_shots_md(tmp_path):
+    from qhead.experiments.shots import read_shots_csv
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "shots.csv").write_text(
+        "checkpoint,shots,n_sampling_seeds,acc_mean,acc_std,f1_mean,f1_std\n"
+        "/gone/last.pt,10,3,0.7,0.01,0.6,0.02\n/gone/last.pt,exact,1,0.72,,0.61,\n"
+    )
+    (folder / "shots.md").write_text("# Shot-noise study\n\nTraining budget: epochs=50\n")
+    rows = read_shots_csv(folder)
+    assert [r.budget for r in rows] == ["epochs=50", "epochs=50"]
+    assert math.isnan(rows[1].accuracy.std) and rows[1].accuracy.n == 1
+    (folder / "shots.csv").write_text("checkpoint,shots\n/gone/last.pt,ten\n")
+    with pytest.raises(DataError, match="line 2"):
+        read_shots_csv(folder)
+    with pytest.raises(DataError, match="no such shot-study table"):
+        read_shots_csv(tmp_path / "missing")

@@ -148,6 +148,7 @@ class ShotRow:
     accuracy: Summary
     macro_f1: Summary
     seeds: list[int]
+    budget: str | None = None  # training budget; None: read from the checkpoint's run dir
 
 
 def shot_study(
@@ -210,7 +211,74 @@ def pooled(
     ]
 
 
+CSV_COLUMNS = ("checkpoint", "shots", "n_sampling_seeds", "acc_mean", "acc_std", "f1_mean",
+               "f1_std", "budget")
+
+
+def read_shots_csv(path: Path | str) -> list[ShotRow]:
+    """The rows of a ``shots.csv`` written by :func:`write_shots_report` (a file or the
+    folder holding it), e.g. committed studies of checkpoints that no longer exist, to be
+    merged and pooled with :func:`write_shots_report`. Files written before the ``budget``
+    column take it from the ``Training budget:`` line of the ``shots.md`` beside them.
+
+    Raises:
+        DataError: a missing or malformed file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "shots.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: no such shot-study table (shots.csv)")
+    fallback = None
+    md = path.with_name("shots.md")
+    if md.is_file():
+        found = [line.split(":", 1)[1].strip() for line in md.read_text().splitlines()
+                 if line.startswith("Training budget:")]
+        fallback = found[0] if len(found) == 1 else None
+
+    def number(text: str) -> float:
+        return float(text) if text else math.nan
+
+    rows = []
+    with path.open(newline="") as handle:
+        for i, record in enumerate(csv.DictReader(handle), start=2):
+            try:
+                n = int(record["n_sampling_seeds"])
+                shots = None if record["shots"] == EXACT else int(record["shots"])
+                acc = Summary(n, number(record["acc_mean"]), number(record["acc_std"]))
+                f1 = Summary(n, number(record["f1_mean"]), number(record["f1_std"]))
+                checkpoint = Path(record["checkpoint"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise DataError(f"{path}, line {i}: not a shot-study row ({error})") from None
+            seeds = [0] if shots is None else list(range(n))
+            rows.append(ShotRow(checkpoint, shots, acc, f1, seeds,
+                                record.get("budget") or fallback))
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def merge_shot_studies(paths: Iterable[Path | str]) -> list[ShotRow]:
+    """The rows of several ``shots.csv`` (files or folders), in order, for one pooled
+    report. Raises DataError for a checkpoint and shot count found twice (it would be
+    counted twice in the pooled rows)."""
+    rows: list[ShotRow] = []
+    seen: dict[tuple[Path, int | None], Path] = {}
+    for path in paths:
+        for row in read_shots_csv(path):
+            key = (row.checkpoint, row.shots)
+            if key in seen:
+                raise DataError(
+                    f"{row.checkpoint} at shots={shots_label(row.shots)} is in both "
+                    f"{seen[key]} and {path}; merge each study once"
+                )
+            seen[key] = Path(path)
+            rows.append(row)
+    return rows
+
+
 def _budget(checkpoint: Path) -> str:
+    """The training budget of the run ``checkpoint`` belongs to, as one line."""
     config = read_config(Path(checkpoint).parent)
     budget = budget_of(config)
     if not budget:
@@ -230,17 +298,16 @@ def write_shots_report(
         raise DataError("no shot-study rows to write")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    budgets = {r.checkpoint: r.budget or _budget(r.checkpoint) for r in rows}
     csv_path = out / "shots.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            ["checkpoint", "shots", "n_sampling_seeds", "acc_mean", "acc_std", "f1_mean", "f1_std"]
-        )
+        writer.writerow(list(CSV_COLUMNS))
         for row in rows:
             writer.writerow([
                 str(row.checkpoint), shots_label(row.shots), row.accuracy.n,
                 _num(row.accuracy.mean), _num(row.accuracy.std),
-                _num(row.macro_f1.mean), _num(row.macro_f1.std),
+                _num(row.macro_f1.mean), _num(row.macro_f1.std), budgets[row.checkpoint],
             ])  # fmt: skip
     lines = ["# Shot-noise study", ""]
     if title:
@@ -258,9 +325,8 @@ def write_shots_report(
             f"| {row.checkpoint} | {shots_label(row.shots)} | {row.accuracy.n} | "
             f"{row.accuracy.format()} | {row.macro_f1.format()} |"
         )
-    checkpoints = {r.checkpoint for r in rows}
-    budgets = sorted({_budget(c) for c in checkpoints})
-    lines += ["", *(f"Training budget: {b}" for b in budgets)]
+    checkpoints = set(budgets)
+    lines += ["", *(f"Training budget: {b}" for b in sorted(set(budgets.values())))]
     if len(checkpoints) > 1:
         lines += [
             "",
