@@ -298,7 +298,10 @@ def write_shots_report(
         raise DataError("no shot-study rows to write")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    budgets = {r.checkpoint: r.budget or _budget(r.checkpoint) for r in rows}
+    budgets: dict[Path, str] = {}
+    for r in rows:  # one config read per checkpoint, not per row
+        if r.checkpoint not in budgets:
+            budgets[r.checkpoint] = r.budget or _budget(r.checkpoint)
     csv_path = out / "shots.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
