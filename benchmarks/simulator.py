@@ -97,8 +97,8 @@ def kernel_flops(head: AEVQC) -> float | None:
 
     Per 2^n amplitudes: a real 2×2 matrix costs 3 flops forward and 10 backward (the state
     and λ un-applied, four dot products), on a complex state twice that; a complex matrix 14
-    and 44; a signed permutation 1 and 2 per real array; encoding, measurement and the
-    encoding's backward about 12 in all.
+    and 44; a signed permutation or a sign vector 1 and 2 per real array; encoding,
+    measurement and the encoding's backward about 12 in all.
     """
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
@@ -115,7 +115,7 @@ def kernel_flops(head: AEVQC) -> float | None:
             per_amp += 13 * (2 if complex_state else 1)
         elif kind == kernels.OP_COMPLEX:
             per_amp += 58
-        elif kind == kernels.OP_PERM:
+        elif kind in (kernels.OP_PERM, kernels.OP_SIGN):
             per_amp += 3 * (2 if complex_state else 1)
     return per_amp * 2**head.n_qubits
 

@@ -91,7 +91,6 @@ def test_every_implementation_matches_dense_matrices(name, n, count, seed):
     ("n", "count", "seed"), [(3, 15, 4), (5, 40, 5), (7, 30, 6), (12, 60, 11)]
 )
 def test_gradients_agree_between_implementations(n, count, seed):
-    # n = 12: the kernel may run the lowest wires' gates after a transpose.
     ops, shape = _random_circuit(n, count, seed)
     g = torch.Generator().manual_seed(seed)
     weights0 = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
@@ -112,57 +111,61 @@ def test_gradients_agree_between_implementations(n, count, seed):
         torch.testing.assert_close(grads[name][1], grads["torch"][1], atol=1e-10, rtol=1e-8)
 
 
-def _layered(n: int, layers: int, rotation: str, close: str) -> tuple[list[Op], tuple[int]]:
-    """``layers`` × (a rotation on every wire, a CNOT chain), then ``close``: "rotations"
-    (another rotation on every wire, so the circuit ends on a one-qubit segment) or
-    "cnots" (ends on CNOTs, the kernel's tail permutation)."""
+def _layered(n: int, layers: int) -> tuple[list[Op], tuple[int]]:
+    """``layers`` × (RY on every wire, CZs on neighbours, RX on every wire, a CNOT chain,
+    a CNOT twice), then RY on every wire: real and complex segments, diagonal runs,
+    permutations and a run that cancels out."""
     ops, k = [], 0
     for _ in range(layers):
-        ops += [Op(rotation, (q,), (k + q,)) for q in range(n)]
-        k += n
-        ops += [Op("CNOT", (q, q + 1), None) for q in range(n - 1)]
-    if close == "rotations":
         ops += [Op("RY", (q,), (k + q,)) for q in range(n)]
         k += n
-    else:
-        ops += [Op("CNOT", (n - 1, 0), None)]
-    return ops, (k,)
+        ops += [Op("CZ", (q, q + 1), None) for q in range(0, n - 1, 2)]
+        ops += [Op("RX", (q,), (k + q,)) for q in range(n)]
+        k += n
+        ops += [Op("CNOT", (q, q + 1), None) for q in range(n - 1)]
+        ops += [Op("RZ", (0,), (k,)), Op("CNOT", (1, 2), None), Op("CNOT", (1, 2), None)]
+        k += 1
+    ops += [Op("RY", (q,), (k + q,)) for q in range(n)]
+    return ops, (k + n,)
 
 
 @needs_numba
-@pytest.mark.parametrize("rotation", ["RY", "RX"])
-@pytest.mark.parametrize("close", ["rotations", "cnots"])
-def test_general_kernel_transposes_once_per_segment(rotation, close):
-    # n = 12: every one-qubit segment touches the 6 lowest wires, so the kernel transposes
-    # the state before their gates and composes the way back into the next permutation
-    # (or, at the end, maps the measured positions back to wires).
+@pytest.mark.parametrize("batch", [1, 3, 19, 37])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_general_kernel_groups_of_rows_match_the_reference(batch, threads):
+    # The kernel evolves up to kernels.LANES rows together (LANES_BACKWARD backward) and
+    # the rest in smaller power-of-two groups, whose lowest wires take the short-pair
+    # loops; every batch size and thread split must give the reference's numbers.
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
 
-    n, layers = 12, 3
-    ops, shape = _layered(n, layers, rotation, close)
-    wires = (0, 5, 6, 11)
-    plan = compile_plan(tuple(ops), n, wires, shape)
-    program = cpu_kernels._program(plan, torch.float64)
-    segments = layers + (close == "rotations")
-    assert (program.prog[:, 0] == kernels.OP_TRANSPOSE).sum() == segments
-    ends_rotated = close == "rotations"
-    assert program.position_of_wire.tolist() == (
-        [(w + 6) % n for w in range(n)] if ends_rotated else list(range(n))
-    )
-    g = torch.Generator().manual_seed(3)
+    n, layers = 7, 2
+    ops, shape = _layered(n, layers)
+    wires = (0, 3, 6)
+    program = cpu_kernels._program(compile_plan(tuple(ops), n, wires, shape), torch.float64)
+    kinds = program.prog[:, 0].tolist()
+    assert kinds.count(kernels.OP_SIGN) == layers  # the CZ runs permute nothing
+    assert kinds.count(kernels.OP_PERM) == layers  # the CNOT chains; the pairs cancel
+    g = torch.Generator().manual_seed(batch)
     weights0 = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
-    features0 = torch.randn(3, 2**n - 5, generator=g, dtype=torch.float64)
-    upstream = torch.randn(3, len(wires), generator=g, dtype=torch.float64)
+    features0 = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
+    features0[batch // 2] = 0
+    upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
     results = {}
-    for name in ("torch", "cpu-kernels"):
-        features = features0.clone().requires_grad_()
-        weights = weights0.clone().requires_grad_()
-        out = run_encoded_circuit(features, n, ops, weights, wires, simulator=name)
-        (out * upstream).sum().backward()
-        results[name] = (out.detach(), features.grad, weights.grad)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name in ("torch", "cpu-kernels"):
+            features = features0.clone().requires_grad_()
+            weights = weights0.clone().requires_grad_()
+            out = run_encoded_circuit(features, n, ops, weights, wires, simulator=name)
+            (out * upstream).sum().backward()
+            results[name] = (out.detach(), features.grad, weights.grad)
+    finally:
+        torch.set_num_threads(old_threads)
     for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
         torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
+
 
 @needs_numba
 @pytest.mark.parametrize("seed", [7, 8])

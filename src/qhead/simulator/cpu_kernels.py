@@ -134,67 +134,38 @@ class _EncodedLayer(torch.autograd.Function):
         return grad, grad_mats.to(mats.dtype), None, None
 
 
-# Gates on the lowest _LOW_WIRES wires (partner amplitudes 1..32 apart) run between two
-# transposes in the general kernel, when n ≥ 2·_LOW_WIRES and a segment has two or more
-# of them: measured at n = 15, a complex gate on the last wire took ~10× as long as on a
-# high wire, a transpose ~3× (per pass).
-_LOW_WIRES = 6
-
-
 class _Program:
     """A plan as kernel instructions (see :func:`kernels.general_forward`): one matrix
     per wire of each one-qubit segment, one signed permutation per run of two-qubit
-    gates, and the circuit's X/CNOT tail as a last permutation (then every wire's ⟨Z⟩
-    is read by folding |ψ|², 2·2^n additions, instead of from a 2^n × m table).
-
-    A segment with gates on the lowest wires transposes the state once (layout
-    "rotated": wire w at position (w + _LOW_WIRES) mod n) and does not transpose back:
-    the next permutation is composed with the inverse transpose (one gather either way),
-    and if the circuit ends rotated the measured positions are mapped back to wires
-    (:attr:`position_of_wire`). Halves the transposes of a layered circuit.
-    """
+    gates (a sign vector when the run is diagonal: CZs alone), and the circuit's X/CNOT
+    tail as a last permutation (then every wire's ⟨Z⟩ is read by folding |ψ|², 2·2^n
+    additions, instead of from a 2^n × m table)."""
 
     def __init__(self, plan: Plan, dtype: torch.dtype):
         rows, self.locals, tables = [], [], []
         count = 0
-        n, low = plan.n, _LOW_WIRES
-        rotated = False  # whether the state is in the transposed layout
+        n = plan.n
+        identity = torch.arange(2**n)
 
         def permutation(index: torch.Tensor, sign: torch.Tensor | None) -> None:
-            nonlocal rotated
-            if rotated:
-                # src is rotated, dst is not: read src at the rotated offset of index[j].
-                index = _rotated_offset(index, n, low)
-                rotated = False
-            rows.append((kernels.OP_PERM, 0, len(tables)))
+            if torch.equal(index, identity):
+                if sign is None:
+                    return  # the run cancels out (a CNOT twice, say)
+                rows.append((kernels.OP_SIGN, 0, len(tables)))
+            else:
+                rows.append((kernels.OP_PERM, 0, len(tables)))
             tables.append((index, sign))
 
         for segment in plan.body:
             if isinstance(segment, Local):
-                if rotated:  # pragma: no cover - segments alternate with permutations
-                    rows.append((kernels.OP_TRANSPOSE, low, 0))
-                    rotated = False
                 kind = kernels.OP_REAL if segment.real else kernels.OP_COMPLEX
-                gates = [(kind, w, count + i) for i, w in enumerate(segment.wires)]
-                if n >= 2 * low and sum(w >= n - low for w in segment.wires) >= 2:
-                    # The lowest wires' gates after a transpose, where their pairs are
-                    # 2^(n−low) times further apart: wire w becomes w − (n − low).
-                    rows += [g for g in gates if g[1] < n - low]
-                    rows.append((kernels.OP_TRANSPOSE, n - low, 0))
-                    rows += [(k, w - (n - low), i) for k, w, i in gates if w >= n - low]
-                    rotated = True
-                else:
-                    rows += gates
+                rows += [(kind, w, count + i) for i, w in enumerate(segment.wires)]
                 self.locals.append(segment)
                 count += len(segment.wires)
             else:
                 permutation(*signed_permutation(n, segment.ops))
         if plan.tail_perm:
             permutation(*signed_permutation(n, plan.tail_perm))
-        # ⟨Z⟩ is read per position of the final layout.
-        wires = torch.arange(n)
-        self.position_of_wire = (wires + low) % n if rotated else wires
-        self.wire_of_position = torch.argsort(self.position_of_wire)
         self.prog = np.array(rows, dtype=np.int64).reshape(-1, 3)
         hits = np.flatnonzero(self.prog[:, 0] == kernels.OP_COMPLEX)
         self.first_complex = int(hits[0]) if len(hits) else len(rows)
@@ -220,12 +191,6 @@ class _Program:
         return torch.view_as_real(cplx.contiguous())
 
 
-def _rotated_offset(index: torch.Tensor, n: int, low: int) -> torch.Tensor:
-    """Where basis state ``index`` lies in the transposed layout (the state viewed as
-    ``[2^(n−low), 2^low]`` and transposed, as :data:`kernels.OP_TRANSPOSE` does)."""
-    return ((index & ((1 << low) - 1)) << (n - low)) | (index >> low)
-
-
 class _EncodedGeneral(torch.autograd.Function):
     """⟨Z⟩ of the measured wires for any supported circuit on
     ``amplitude_encode(features)``, by the general kernel."""
@@ -239,7 +204,6 @@ class _EncodedGeneral(torch.autograd.Function):
         if result is None:
             raise _Declined
         z_all, saved = result
-        z_all = z_all[:, program.position_of_wire]
         ctx.save_for_backward(mats)
         ctx.saved, ctx.n, ctx.program, ctx.wires = saved, n, program, wires
         ctx.n_features = features.shape[1]
@@ -251,7 +215,7 @@ class _EncodedGeneral(torch.autograd.Function):
         (mats,) = ctx.saved_tensors
         program = ctx.program
         dtype = torch.from_numpy(ctx.saved[0][:0]).dtype
-        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)[:, program.wire_of_position]
+        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)
         grad, grad_mats = kernels.general_backward(
             ctx.saved, ctx.n_features, ctx.n, program.prog, program.first_complex, mats,
             program.perms, program.signs, gz,

@@ -595,13 +595,18 @@ if numba is not None:
 # ---------------------------------------------------------------- any circuit
 # Instruction kinds of a program for the general kernels (rows of an int64 [G, 3]
 # array: kind, wire, table index): a real or complex one-qubit matrix on a wire
-# (mats[index]), or a signed permutation of the basis (perms[index], signs[index]:
-# a run of CNOTs and CZs, or the X/CNOT tail of the circuit).
-# OP_TRANSPOSE views the state as [2^r, 2^(n−r)] (r in the wire field) and transposes
-# it: gates on the lowest wires, whose partner amplitudes are 1..32 apart (loops too short
-# to vectorise), then act on far-apart halves; the program transposes once before them and
-# folds the way back into the next permutation (cpu_kernels._Program).
-OP_REAL, OP_COMPLEX, OP_PERM, OP_TRANSPOSE = 0, 1, 2, 3
+# (mats[index]), a signed permutation of the basis (perms[index], signs[index]: a run of
+# CNOTs and CZs, or the X/CNOT tail of the circuit), or a diagonal ±1 (signs[index]: a run
+# of CZs alone, which permutes nothing).
+OP_REAL, OP_COMPLEX, OP_PERM, OP_SIGN = 0, 1, 2, 3
+
+#: Examples the general kernel evolves together, interleaved (see :func:`general_forward`).
+LANES = 16
+LANES_BACKWARD = 8
+# Values per array a gate's loops handle before moving on: the loops for the two output
+# halves (and the gradient's dot products) read the same inputs, which stay in L1 if
+# the stretch is this short (a gate on a high wire has halves of 1 MiB at L = 16).
+_CHUNK = 512
 
 if numba is not None:
 
@@ -633,10 +638,11 @@ if numba is not None:
         dim = src.shape[0]
         if h >= 8:
             for base in range(0, dim, 2 * h):
-                lo = src[base : base + h]
-                hi = src[base + h : base + 2 * h]
-                _mix(dst[base : base + h], lo, hi, m00, m01)
-                _mix(dst[base + h : base + 2 * h], lo, hi, m10, m11)
+                for c in range(base, base + h, _CHUNK):
+                    e = min(c + _CHUNK, base + h)
+                    lo, hi = src[c:e], src[c + h : e + h]
+                    _mix(dst[c:e], lo, hi, m00, m01)
+                    _mix(dst[c + h : e + h], lo, hi, m10, m11)
         elif h == 4:
             for base in range(0, dim, 8):
                 _pairs_real(src, dst, base, 4, m00, m01, m10, m11)
@@ -655,9 +661,11 @@ if numba is not None:
         p1r, p1i, q1r, q1i = m[1, 0, 0], m[1, 0, 1], m[1, 1, 0], m[1, 1, 1]
         if h >= 8:
             for base in range(0, dim, 2 * h):
-                lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
-                _mix_c(dr[lo], di[lo], sr[lo], si[lo], sr[hi], si[hi], p0r, p0i, q0r, q0i)
-                _mix_c(dr[hi], di[hi], sr[lo], si[lo], sr[hi], si[hi], p1r, p1i, q1r, q1i)
+                for c in range(base, base + h, _CHUNK):
+                    e = min(c + _CHUNK, base + h)
+                    lo, hi = slice(c, e), slice(c + h, e + h)
+                    _mix_c(dr[lo], di[lo], sr[lo], si[lo], sr[hi], si[hi], p0r, p0i, q0r, q0i)
+                    _mix_c(dr[hi], di[hi], sr[lo], si[lo], sr[hi], si[hi], p1r, p1i, q1r, q1i)
         elif h == 4:
             for base in range(0, dim, 8):
                 _pairs_complex(sr, si, dr, di, base, 4, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
@@ -678,30 +686,46 @@ if numba is not None:
             di[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
 
     @_inline
-    def _permute(src, dst, index, sign):
-        """dst[j] = sign[j]·src[index[j]]: a run of CNOTs/CZs (or X) in one pass."""
-        for j in range(dst.shape[0]):
-            dst[j] = sign[j] * src[index[j]]
+    def _lane_permute(src, dst, index, sign, lanes):
+        """dst[j] = sign[j]·src[index[j]] for each example of the group (rows of ``lanes``
+        values): one pass for a run of CNOTs/CZs (or X), contiguous rows, no gathers."""
+        for j in range(index.shape[0]):
+            s = sign[j]
+            k = index[j] * lanes
+            a = src[k : k + lanes]
+            o = dst[j * lanes : (j + 1) * lanes]
+            for i in range(lanes):
+                o[i] = s * a[i]
 
     @_inline
-    def _unpermute(src, dst, index, sign):
-        """The inverse of :func:`_permute` (its transpose): dst[index[j]] = sign[j]·src[j]."""
-        for j in range(src.shape[0]):
-            dst[index[j]] = sign[j] * src[j]
+    def _lane_unpermute(src, dst, index, sign, lanes):
+        """The inverse of :func:`_lane_permute` (its transpose): dst[index[j]] = sign[j]·src[j]."""
+        for j in range(index.shape[0]):
+            s = sign[j]
+            k = index[j] * lanes
+            a = src[j * lanes : (j + 1) * lanes]
+            o = dst[k : k + lanes]
+            for i in range(lanes):
+                o[i] = s * a[i]
 
     @_inline
-    def _transpose(src, dst, n, r):
-        """dst = src viewed as [2^r, 2^(n−r)], transposed, in 16 × 16 tiles (the 16 source
-        rows of a tile stay in L1; column by column the strided reads cost 4× as much)."""
-        rows = 1 << r
-        cols = 1 << (n - r)
-        tile = min(16, rows, cols)
-        for ib in range(0, rows, tile):
-            for jb in range(0, cols, tile):
-                for j in range(jb, jb + tile):
-                    base = j * rows
-                    for i in range(ib, ib + tile):
-                        dst[base + i] = src[i * cols + j]
+    def _lane_sign(v, sign, lanes):
+        """v[j] *= sign[j] in place (a diagonal ±1: its own inverse and transpose)."""
+        for j in range(sign.shape[0]):
+            s = sign[j]
+            o = v[j * lanes : (j + 1) * lanes]
+            for i in range(lanes):
+                o[i] *= s
+
+    @_inline
+    def _to_lane(row, state, lane, lanes):
+        for j in range(row.shape[0]):
+            state[j * lanes + lane] = row[j]
+
+    @_inline
+    def _from_lane(state, lane, lanes, row):
+        for j in range(row.shape[0]):
+            row[j] = state[j * lanes + lane]
 
     @_inline
     def _z_fold(p, q, n, z):
@@ -735,53 +759,45 @@ if numba is not None:
             size *= 2
 
     @_inline
-    def _general_forward(psi, n, prog, first_complex, mats, perms, signs, re, im, tmp_r,
-                         tmp_i):
-        """Runs ``prog`` on the real state psi; the final state ends in (re, im)
-        (im only written when the program has a complex instruction). psi, tmp_r and
-        tmp_i are scratch. Returns nothing; the caller measures."""
-        cur, other = psi, tmp_r
-        cur_i, other_i = im, tmp_i
-        odd = False  # whether cur_i is tmp_i (numba cannot compare arrays by identity)
+    def _group_forward(n, lanes, prog, first_complex, mats, perms, signs, s, si, t, ti):
+        """Runs ``prog`` on the group's real state ``s`` (lane layout); returns the arrays
+        holding the final state's real and imaginary parts (the latter meaningful only
+        when the program has a complex instruction). si, t, ti are scratch."""
+        cur, other = s, t
+        cur_i, other_i = si, ti
         for g in range(prog.shape[0]):
             kind = prog[g, 0]
-            if kind == 2 or kind == 3:
-                if kind == 2:
-                    index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
-                    _permute(cur, other, index, sign)
-                else:
-                    _transpose(cur, other, n, prog[g, 1])
+            if kind == 2:
+                index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
+                _lane_permute(cur, other, index, sign, lanes)
                 cur, other = other, cur
                 if g > first_complex:
-                    if kind == 2:
-                        _permute(cur_i, other_i, index, sign)
-                    else:
-                        _transpose(cur_i, other_i, n, prog[g, 1])
+                    _lane_permute(cur_i, other_i, index, sign, lanes)
                     cur_i, other_i = other_i, cur_i
-                    odd = not odd
                 continue
-            h = 1 << (n - 1 - prog[g, 1])
+            if kind == 3:
+                _lane_sign(cur, signs[prog[g, 2]], lanes)
+                if g > first_complex:
+                    _lane_sign(cur_i, signs[prog[g, 2]], lanes)
+                continue
+            # Partner amplitudes are h apart, so partner rows h·lanes values apart.
+            hl = (1 << (n - 1 - prog[g, 1])) * lanes
             m = mats[prog[g, 2]]
             if g == first_complex:
                 for i in range(cur_i.shape[0]):
                     cur_i[i] = 0
             if g < first_complex:
-                _apply_real(cur, other, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                _apply_real(cur, other, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
                 cur, other = other, cur
-            elif kind == 0:
-                _apply_real(cur, other, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
-                _apply_real(cur_i, other_i, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
-                cur, other = other, cur
-                cur_i, other_i = other_i, cur_i
-                odd = not odd
+                continue
+            if kind == 0:
+                _apply_real(cur, other, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                _apply_real(cur_i, other_i, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
             else:
-                _apply_complex(cur, cur_i, other, other_i, h, m)
-                cur, other = other, cur
-                cur_i, other_i = other_i, cur_i
-                odd = not odd
-        re[:] = cur
-        if first_complex < prog.shape[0] and odd:
-            im[:] = cur_i
+                _apply_complex(cur, cur_i, other, other_i, hl, m)
+            cur, other = other, cur
+            cur_i, other_i = other_i, cur_i
+        return cur, cur_i
 
     @_inline
     def _undo_real(cur, lam, prev, lprev, h, m00, m01, m10, m11):
@@ -790,16 +806,18 @@ if numba is not None:
         s00 = s01 = s10 = s11 = cur[0] - cur[0]
         if h >= 8:
             for base in range(0, dim, 2 * h):
-                lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
-                _mix(prev[lo], cur[lo], cur[hi], m00, m10)
-                _mix(prev[hi], cur[lo], cur[hi], m01, m11)
-                r00, r01, r10, r11 = _outer(lam[lo], lam[hi], prev[lo], prev[hi])
-                s00 += r00
-                s01 += r01
-                s10 += r10
-                s11 += r11
-                _mix(lprev[lo], lam[lo], lam[hi], m00, m10)
-                _mix(lprev[hi], lam[lo], lam[hi], m01, m11)
+                for c in range(base, base + h, _CHUNK):
+                    e = min(c + _CHUNK, base + h)
+                    lo, hi = slice(c, e), slice(c + h, e + h)
+                    _mix(prev[lo], cur[lo], cur[hi], m00, m10)
+                    _mix(prev[hi], cur[lo], cur[hi], m01, m11)
+                    r00, r01, r10, r11 = _outer(lam[lo], lam[hi], prev[lo], prev[hi])
+                    s00 += r00
+                    s01 += r01
+                    s10 += r10
+                    s11 += r11
+                    _mix(lprev[lo], lam[lo], lam[hi], m00, m10)
+                    _mix(lprev[hi], lam[lo], lam[hi], m01, m11)
         else:
             step = 2 * h
             for base in range(0, dim, step):
@@ -861,72 +879,68 @@ if numba is not None:
         a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
         a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
         for base in range(0, dim, 2 * h):
-            lo, hi = slice(base, base + h), slice(base + h, base + 2 * h)
-            _mix_c(pr[lo], pi[lo], cr[lo], ci[lo], cr[hi], ci[hi], a0r, a0i, b0r, b0i)
-            _mix_c(pr[hi], pi[hi], cr[lo], ci[lo], cr[hi], ci[hi], a1r, a1i, b1r, b1i)
-            r = _couter(lr[lo], li[lo], lr[hi], li[hi], pr[lo], pi[lo], pr[hi], pi[hi])
-            gm[0, 0, 0] += r[0]
-            gm[0, 0, 1] += r[1]
-            gm[0, 1, 0] += r[2]
-            gm[0, 1, 1] += r[3]
-            gm[1, 0, 0] += r[4]
-            gm[1, 0, 1] += r[5]
-            gm[1, 1, 0] += r[6]
-            gm[1, 1, 1] += r[7]
-            _mix_c(qr[lo], qi[lo], lr[lo], li[lo], lr[hi], li[hi], a0r, a0i, b0r, b0i)
-            _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
+            for c in range(base, base + h, _CHUNK):
+                e = min(c + _CHUNK, base + h)
+                lo, hi = slice(c, e), slice(c + h, e + h)
+                _mix_c(pr[lo], pi[lo], cr[lo], ci[lo], cr[hi], ci[hi], a0r, a0i, b0r, b0i)
+                _mix_c(pr[hi], pi[hi], cr[lo], ci[lo], cr[hi], ci[hi], a1r, a1i, b1r, b1i)
+                r = _couter(lr[lo], li[lo], lr[hi], li[hi], pr[lo], pi[lo], pr[hi], pi[hi])
+                gm[0, 0, 0] += r[0]
+                gm[0, 0, 1] += r[1]
+                gm[0, 1, 0] += r[2]
+                gm[0, 1, 1] += r[3]
+                gm[1, 0, 0] += r[4]
+                gm[1, 0, 1] += r[5]
+                gm[1, 1, 0] += r[6]
+                gm[1, 1, 1] += r[7]
+                _mix_c(qr[lo], qi[lo], lr[lo], li[lo], lr[hi], li[hi], a0r, a0i, b0r, b0i)
+                _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
 
     @_inline
-    def _general_backward(n, prog, first_complex, mats, perms, signs, gout, gm, bufs):
-        """Adjoint sweep from the final state in bufs[0] (re) and bufs[2] (im): un-applies
-        every instruction to the state and to λ = ∂L/∂ψ* (L = Σ gout_k⟨Z_k⟩, gout
-        doubled), adding ∂L/∂mats to gm. Returns the buffers holding (ψ₀, Re λ₀)."""
+    def _group_backward(n, lanes, prog, first_complex, mats, perms, signs, gm, bufs):
+        """Adjoint sweep for one group (lane layout) from the final state in bufs[0] (re)
+        and bufs[2] (im) and λ = ∂L/∂ψ* in bufs[4] (re) and bufs[6] (im): un-applies every
+        instruction to the state and to λ, adding ∂L/∂mats to gm. Returns the arrays
+        holding (ψ₀, Re λ₀)."""
         s, s2, si, si2, lam, lam2, li, li2 = (
             bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6], bufs[7]
         )
         count = prog.shape[0]
         is_complex = first_complex < count
-        _z_weights(gout, n, lam)
-        if is_complex:
-            for i in range(lam.shape[0]):
-                li[i] = lam[i] * si[i]
-        for i in range(lam.shape[0]):
-            lam[i] *= s[i]
         for g in range(count - 1, -1, -1):
             kind = prog[g, 0]
-            if kind == 2 or kind == 3:
+            if kind == 3:
+                sign = signs[prog[g, 2]]
+                _lane_sign(s, sign, lanes)
+                _lane_sign(lam, sign, lanes)
+                if is_complex:
+                    _lane_sign(si, sign, lanes)
+                    _lane_sign(li, sign, lanes)
+                continue
+            if kind == 2:
                 index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
-                back = n - prog[g, 1]  # undoing a transpose of [2^r, ·] transposes [2^(n−r), ·]
-                if kind == 2:
-                    _unpermute(s, s2, index, sign)
-                    _unpermute(lam, lam2, index, sign)
-                else:
-                    _transpose(s, s2, n, back)
-                    _transpose(lam, lam2, n, back)
+                _lane_unpermute(s, s2, index, sign, lanes)
+                _lane_unpermute(lam, lam2, index, sign, lanes)
                 s, s2 = s2, s
                 lam, lam2 = lam2, lam
                 if is_complex:
-                    if kind == 2:
-                        _unpermute(si, si2, index, sign)
-                        _unpermute(li, li2, index, sign)
-                    else:
-                        _transpose(si, si2, n, back)
-                        _transpose(li, li2, n, back)
+                    _lane_unpermute(si, si2, index, sign, lanes)
+                    _lane_unpermute(li, li2, index, sign, lanes)
                     si, si2 = si2, si
                     li, li2 = li2, li
                 continue
-            h = 1 << (n - 1 - prog[g, 1])
+            hl = (1 << (n - 1 - prog[g, 1])) * lanes
             m = mats[prog[g, 2]]
             grad = gm[prog[g, 2]]
-            if kind == 1 or (is_complex and h < 8):
-                if h < 8:
+            if kind == 1 or (is_complex and hl < 8):
+                if hl < 8:
                     # Short pairs: the slice-based loops would be too short; treat the
                     # (real or complex) matrix generically one element pair at a time.
-                    _undo_complex_small(s, si, lam, li, s2, si2, lam2, li2, h, m, grad)
+                    _undo_complex_small(s, si, lam, li, s2, si2, lam2, li2, hl, m, grad)
                 else:
-                    _undo_complex(s, si, lam, li, s2, si2, lam2, li2, h, m, grad)
+                    _undo_complex(s, si, lam, li, s2, si2, lam2, li2, hl, m, grad)
             else:
-                r = _undo_real(s, lam, s2, lam2, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                r = _undo_real(s, lam, s2, lam2, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
                 grad[0, 0, 0] += r[0]
                 grad[0, 1, 0] += r[1]
                 grad[1, 0, 0] += r[2]
@@ -935,7 +949,7 @@ if numba is not None:
                     # A real matrix on a complex state: the imaginary parts evolve by the
                     # same matrix; their contribution to Re Σ λ·conj(prev) is added too.
                     r = _undo_real(
-                        si, li, si2, li2, h, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0]
+                        si, li, si2, li2, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0]
                     )
                     grad[0, 0, 0] += r[0]
                     grad[0, 1, 0] += r[1]
@@ -989,40 +1003,83 @@ if numba is not None:
         gm[1, 1, 0] += g11r
         gm[1, 1, 1] += g11i
 
+    @_inline
+    def _group_size(remaining, cap):
+        """``cap``, or the largest power of two ≤ ``remaining`` (partner rows h·lanes apart
+        must be a power of two for :func:`_apply_real`'s short-pair branches)."""
+        lanes = cap
+        while lanes > remaining:
+            lanes >>= 1
+        return lanes
+
     @_jit
     def _general_rows(feats, n, prog, first_complex, mats, perms, signs, out, norms, work_r,
-                      work_i, psi, tmp_r, tmp_i, im):
+                      work_i, row, row2, b0, b1, b2, b3):
+        dim = 1 << n
         complex_ = first_complex < prog.shape[0]
-        for b in range(feats.shape[0]):
-            norms[b] = _encode_row(feats[b], psi)
-            if norms[b] < 0:
-                return
-            fin = work_r[b]
-            _general_forward(psi, n, prog, first_complex, mats, perms, signs, fin, im, tmp_r,
-                             tmp_i)
-            p = tmp_r
-            if complex_:
-                work_i[b] = im
-                for i in range(p.shape[0]):
-                    p[i] = fin[i] * fin[i] + im[i] * im[i]
-            else:
-                for i in range(p.shape[0]):
-                    p[i] = fin[i] * fin[i]
-            _z_fold(p, psi, n, out[b])
+        batch = feats.shape[0]
+        start = 0
+        while start < batch:
+            lanes = _group_size(batch - start, LANES)
+            size = dim * lanes
+            s, si, t, ti = b0[:size], b1[:size], b2[:size], b3[:size]
+            for lane in range(lanes):
+                b = start + lane
+                norms[b] = _encode_row(feats[b], row)
+                if norms[b] < 0:
+                    return
+                _to_lane(row, s, lane, lanes)
+            re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs, s, si,
+                                    t, ti)
+            for lane in range(lanes):
+                b = start + lane
+                fin = work_r[b]
+                _from_lane(re, lane, lanes, fin)
+                if complex_:
+                    fin_i = work_i[b]
+                    _from_lane(im, lane, lanes, fin_i)
+                    for i in range(dim):
+                        row[i] = fin[i] * fin[i] + fin_i[i] * fin_i[i]
+                else:
+                    for i in range(dim):
+                        row[i] = fin[i] * fin[i]
+                _z_fold(row, row2, n, out[b])
+            start += lanes
 
     @_jit
     def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs, gout,
-                           norms, grad, gm, b0, b1, b2, b3, b4, b5, b6, b7):
+                           norms, grad, gm, row, row2, c0, c1, c2, c3, c4, c5, c6, c7):
+        dim = 1 << n
         complex_ = first_complex < prog.shape[0]
-        for b in range(work_r.shape[0]):
-            b0[:] = work_r[b]
-            if complex_:
-                b2[:] = work_i[b]
-            psi, lam = _general_backward(
-                n, prog, first_complex, mats, perms, signs, gout[b], gm,
-                (b0, b1, b2, b3, b4, b5, b6, b7),
+        batch = work_r.shape[0]
+        start = 0
+        while start < batch:
+            lanes = _group_size(batch - start, LANES_BACKWARD)
+            size = dim * lanes
+            s, lam, si, li = c0[:size], c4[:size], c2[:size], c6[:size]
+            for lane in range(lanes):
+                b = start + lane
+                # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state: d_j·ψ_j, d_j = Σ_k ±g_k.
+                _z_weights(gout[b], n, row)
+                fin = work_r[b]
+                for j in range(dim):
+                    s[j * lanes + lane] = fin[j]
+                    lam[j * lanes + lane] = row[j] * fin[j]
+                if complex_:
+                    fin_i = work_i[b]
+                    for j in range(dim):
+                        si[j * lanes + lane] = fin_i[j]
+                        li[j * lanes + lane] = row[j] * fin_i[j]
+            psi, lam0 = _group_backward(
+                n, lanes, prog, first_complex, mats, perms, signs, gm,
+                (s, c1[:size], si, c3[:size], lam, c5[:size], li, c7[:size]),
             )
-            _project_out(grad[b], psi, lam, norms[b])
+            for lane in range(lanes):
+                b = start + lane
+                _from_lane(psi, lane, lanes, row)
+                _from_lane(lam0, lane, lanes, row2)
+                _project_out(grad[b], row, row2, norms[b])
+            start += lanes
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -1277,7 +1334,14 @@ def general_forward(
     perms: np.ndarray, signs: np.ndarray,
 ) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
     """⟨Z_k⟩ of every wire k after any program of one-qubit matrices and signed
-    permutations, per row, the state staying in the core's cache.
+    permutations.
+
+    The rows are evolved in groups of up to :data:`LANES` examples, interleaved
+    (``state[j·L + l]`` is amplitude j of example l): a gate on wire w then combines
+    contiguous rows of L values h·L apart (h = 2^(n−1−w)), so every loop is long enough
+    to vectorise, the lowest wires included, and a permutation moves whole rows instead
+    of gathering single values. A group's four arrays (2 MiB each at n = 15, L = 16)
+    stay in the cache while the whole program runs.
 
     Args:
         features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n (any n ≥ 1); ψ is
@@ -1285,7 +1349,8 @@ def general_forward(
         n: number of qubits.
         prog: ``[G, 3]`` int64 instructions ``(kind, wire, table index)`` applied in
             order: :data:`OP_REAL` / :data:`OP_COMPLEX`, the matrix ``mats[index]`` on
-            ``wire``; :data:`OP_PERM`, ``ψ'[j] = signs[index, j]·ψ[perms[index, j]]``.
+            ``wire``; :data:`OP_PERM`, ``ψ'[j] = signs[index, j]·ψ[perms[index, j]]``;
+            :data:`OP_SIGN`, ``ψ'[j] = signs[index, j]·ψ[j]``.
         first_complex: index of the first :data:`OP_COMPLEX` instruction (G if none);
             before it the state is real and evolved in real arithmetic.
         mats: ``[M, 2, 2, 2]`` matrices, last axis (real, imaginary) part.
@@ -1305,10 +1370,12 @@ def general_forward(
     work_r = np.empty((batch, dim), feats.dtype)
     work_i = np.empty((batch, dim if complex_ else 1), feats.dtype)
     norms = np.zeros(batch)
+    lanes = min(LANES, batch)
     _run_split(
         _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
         perms, signs, _Rows(out), _Rows(norms), _Rows(work_r), _Rows(work_i),
-        *(_Scratch(dim, feats.dtype) for _ in range(4)),
+        _Scratch(dim, feats.dtype), _Scratch(dim, feats.dtype),
+        *(_Scratch(dim * lanes, feats.dtype) for _ in range(4)),
     )
     if not (norms >= 0).all():
         return None
@@ -1332,6 +1399,7 @@ def general_backward(
     _run_split(
         _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
         mats_np, perms, signs, _Rows(_as_array(2 * gz, work_r)), _Rows(norms), _Rows(grad),
-        _PerChunk(gm), *(_Scratch(dim, work_r.dtype) for _ in range(8)),
+        _PerChunk(gm), _Scratch(dim, work_r.dtype), _Scratch(dim, work_r.dtype),
+        *(_Scratch(dim * min(LANES_BACKWARD, batch), work_r.dtype) for _ in range(8)),
     )
     return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
