@@ -57,7 +57,10 @@ if [ -n "$RECORDS" ] && [ -d "$RECORDS" ]; then DONE=(--done "$RECORDS"); fi
 case " $* " in *" --dry-run "*) exit 0 ;; esac
 if [ -n "$RECORDS" ]; then
     "$QHEAD" export-records "$OUT" --out "$RECORDS"
-    "$QHEAD" report "$RECORDS" --out "$RECORDS/report"
+    # From the repository root with a relative path, so that report/runs.csv names the
+    # run dirs as every clone has them.
+    case "$RECORDS" in "$REPO"/*) SHOWN="${RECORDS#"$REPO"/}" ;; *) SHOWN="$RECORDS" ;; esac
+    (cd "$REPO" && "$QHEAD" report "$SHOWN" --out "$SHOWN/report")
 else
     "$QHEAD" report "$OUT" --out "$OUT/report"
 fi
