@@ -177,6 +177,25 @@ def test_general_kernel_groups_of_rows_match_the_reference(batch, threads):
 
 
 @needs_numba
+def test_general_kernel_drops_a_run_of_two_qubit_gates_that_cancels():
+    from qhead.simulator import cpu_kernels
+    from qhead.simulator.plan import compile_plan
+
+    n = 4
+    ops = [Op("RY", (q,), (q,)) for q in range(n)]
+    ops += [Op("CNOT", (0, 1)), Op("CNOT", (0, 1))]
+    ops += [Op("RX", (q,), (n + q,)) for q in range(n)]
+    shape = (2 * n,)
+    program = cpu_kernels._program(compile_plan(tuple(ops), n, (0, 3), shape), torch.float64)
+    assert kernels.OP_PERM not in program.prog[:, 0] and kernels.OP_SIGN not in program.prog[:, 0]
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(3, 2**n, generator=g, dtype=torch.float64)
+    out = run_encoded_circuit(features, n, ops, weights, (0, 3), simulator="cpu-kernels")
+    np.testing.assert_allclose(out.numpy(), _dense(features, n, ops, weights, (0, 3)), atol=1e-10)
+
+
+@needs_numba
 @pytest.mark.parametrize("seed", [7, 8])
 def test_general_kernel_passes_gradcheck(seed):
     n = 4
