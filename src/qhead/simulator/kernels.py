@@ -119,9 +119,11 @@ if numba is not None:
     _inline = numba.njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 
     # ---------------------------------------------------------------- vector loops
-    # Each loop reads and writes distinct arrays (or distinct halves passed as separate
-    # slices that are only read): a loop writing two halves of one array would not be
-    # vectorised, LLVM cannot rule out that they overlap.
+    # Loops take the arrays (or halves of one array) as separate slices and the matrix
+    # entries as scalars: with no load from a matrix inside the loop, LLVM vectorises
+    # even a loop that writes both halves of one array in place (after a runtime overlap
+    # check). The general kernel's gates run that way: in place, one loop per stretch,
+    # 2–3× faster than one loop per output half writing another buffer (session 20).
 
     @_inline
     def _dot(a, c):
@@ -605,10 +607,15 @@ LANES = 16
 #: The same for its backward, whose eight arrays at 16 rows (16 MiB per thread at n = 15)
 #: would not stay in a core's share of L3 (measured: complex circuits 1.1–1.4× slower).
 LANES_BACKWARD = 8
-# Values per array a gate's loops handle before moving on: the loops for the two output
-# halves (and the gradient's dot products) read the same inputs, which stay in L1 if
-# the stretch is this short (a gate on a high wire has halves of 1 MiB at L = 16).
+# Values per array a gate's loop handles before moving on to the next stretch (a gate on
+# a high wire has halves of 1 MiB at L = 16; short stretches bound the reuse distance).
 _CHUNK = 512
+# The adjoint step of a complex gate runs in place when the partner halves are at least
+# this many values long; below it the in-place loop's eight reductions per stretch cost
+# more than they save, and the out-of-place loops are used (measured, one thread, L = 8,
+# µs per example in place / out of place: 11 / 20 at 4,096 values, 19 / 21 at 128,
+# 49 / 29 at 32, 160 / 61 at 8).
+_UNDO_COMPLEX_IN_PLACE = 128
 
 if numba is not None:
 
@@ -625,39 +632,55 @@ if numba is not None:
         _mix4(out_i, ai, ar, ci, cr, pr, pi, qr, qi)
 
     @_inline
-    def _pairs_real(src, dst, lo, h, m00, m01, m10, m11):
-        """The 2×2 matrix on the pairs (lo + i, lo + i + h), i < h (h a literal after
-        inlining, so that the short loop is unrolled)."""
-        for i in range(lo, lo + h):
-            a = src[i]
-            c = src[i + h]
-            dst[i] = m00 * a + m01 * c
-            dst[i + h] = m10 * a + m11 * c
+    def _rotate_real(x0, x1, m00, m01, m10, m11):
+        """(x0, x1) ← M (x0, x1), elementwise on two halves, in place."""
+        for i in range(x0.shape[0]):
+            a, c = x0[i], x1[i]
+            x0[i] = m00 * a + m01 * c
+            x1[i] = m10 * a + m11 * c
 
     @_inline
-    def _apply_real(src, dst, h, m00, m01, m10, m11):
-        """dst = M src on the wire whose partner amplitudes are h apart (out of place)."""
-        dim = src.shape[0]
+    def _pairs_real(s, lo, h, m00, m01, m10, m11):
+        """The 2×2 matrix on the pairs (lo + i, lo + i + h), i < h, in place (h a literal
+        after inlining, so that the short loop is unrolled)."""
+        for i in range(lo, lo + h):
+            a, c = s[i], s[i + h]
+            s[i] = m00 * a + m01 * c
+            s[i + h] = m10 * a + m11 * c
+
+    @_inline
+    def _apply_real(s, h, m00, m01, m10, m11):
+        """s ← M s in place on the wire whose partner amplitudes are h apart."""
+        dim = s.shape[0]
         if h >= 8:
             for base in range(0, dim, 2 * h):
                 for c in range(base, base + h, _CHUNK):
                     e = min(c + _CHUNK, base + h)
-                    lo, hi = src[c:e], src[c + h : e + h]
-                    _mix(dst[c:e], lo, hi, m00, m01)
-                    _mix(dst[c + h : e + h], lo, hi, m10, m11)
+                    _rotate_real(s[c:e], s[c + h : e + h], m00, m01, m10, m11)
         elif h == 4:
             for base in range(0, dim, 8):
-                _pairs_real(src, dst, base, 4, m00, m01, m10, m11)
+                _pairs_real(s, base, 4, m00, m01, m10, m11)
         elif h == 2:
             for base in range(0, dim, 4):
-                _pairs_real(src, dst, base, 2, m00, m01, m10, m11)
+                _pairs_real(s, base, 2, m00, m01, m10, m11)
         else:
             for base in range(0, dim, 2):
-                _pairs_real(src, dst, base, 1, m00, m01, m10, m11)
+                _pairs_real(s, base, 1, m00, m01, m10, m11)
 
     @_inline
-    def _apply_complex(sr, si, dr, di, h, m):
-        """(dr, di) = M (sr, si) for a complex matrix m[a, b, (re, im)] (out of place)."""
+    def _rotate_complex(x0r, x0i, x1r, x1i, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i):
+        """(x0, x1) ← [[p0, q0], [p1, q1]] (x0, x1) in complex arithmetic on split
+        real/imaginary halves, in place."""
+        for i in range(x0r.shape[0]):
+            ar, ai, cr, ci = x0r[i], x0i[i], x1r[i], x1i[i]
+            x0r[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
+            x0i[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
+            x1r[i] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
+            x1i[i] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
+
+    @_inline
+    def _apply_complex(sr, si, h, m):
+        """(sr, si) ← M (sr, si) in place for a complex matrix m[a, b, (re, im)]."""
         dim = sr.shape[0]
         p0r, p0i, q0r, q0i = m[0, 0, 0], m[0, 0, 1], m[0, 1, 0], m[0, 1, 1]
         p1r, p1i, q1r, q1i = m[1, 0, 0], m[1, 0, 1], m[1, 1, 0], m[1, 1, 1]
@@ -666,26 +689,26 @@ if numba is not None:
                 for c in range(base, base + h, _CHUNK):
                     e = min(c + _CHUNK, base + h)
                     lo, hi = slice(c, e), slice(c + h, e + h)
-                    _mix_c(dr[lo], di[lo], sr[lo], si[lo], sr[hi], si[hi], p0r, p0i, q0r, q0i)
-                    _mix_c(dr[hi], di[hi], sr[lo], si[lo], sr[hi], si[hi], p1r, p1i, q1r, q1i)
+                    _rotate_complex(sr[lo], si[lo], sr[hi], si[hi],
+                                    p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
         elif h == 4:
             for base in range(0, dim, 8):
-                _pairs_complex(sr, si, dr, di, base, 4, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
+                _pairs_complex(sr, si, base, 4, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
         elif h == 2:
             for base in range(0, dim, 4):
-                _pairs_complex(sr, si, dr, di, base, 2, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
+                _pairs_complex(sr, si, base, 2, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
         else:
             for base in range(0, dim, 2):
-                _pairs_complex(sr, si, dr, di, base, 1, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
+                _pairs_complex(sr, si, base, 1, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i)
 
     @_inline
-    def _pairs_complex(sr, si, dr, di, lo, h, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i):
+    def _pairs_complex(sr, si, lo, h, p0r, p0i, q0r, q0i, p1r, p1i, q1r, q1i):
         for i in range(lo, lo + h):
             ar, ai, cr, ci = sr[i], si[i], sr[i + h], si[i + h]
-            dr[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
-            di[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
-            dr[i + h] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
-            di[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
+            sr[i] = (p0r * ar - p0i * ai) + (q0r * cr - q0i * ci)
+            si[i] = (p0r * ai + p0i * ar) + (q0r * ci + q0i * cr)
+            sr[i + h] = (p1r * ar - p1i * ai) + (q1r * cr - q1i * ci)
+            si[i + h] = (p1r * ai + p1i * ar) + (q1r * ci + q1i * cr)
 
     @_inline
     def _lane_permute(src, dst, index, sign, lanes):
@@ -788,22 +811,38 @@ if numba is not None:
             if g == first_complex:
                 for i in range(cur_i.shape[0]):
                     cur_i[i] = 0
-            if g < first_complex:
-                _apply_real(cur, other, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
-                cur, other = other, cur
-                continue
             if kind == 0:
-                _apply_real(cur, other, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
-                _apply_real(cur_i, other_i, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                _apply_real(cur, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                if g > first_complex:
+                    _apply_real(cur_i, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
             else:
-                _apply_complex(cur, cur_i, other, other_i, hl, m)
-            cur, other = other, cur
-            cur_i, other_i = other_i, cur_i
+                _apply_complex(cur, cur_i, hl, m)
         return cur, cur_i
 
     @_inline
-    def _undo_real(cur, lam, prev, lprev, h, m00, m01, m10, m11):
-        """prev = Mᵀ cur, lprev = Mᵀ lam (M real orthogonal) and Σ lam_a·prev_b."""
+    def _unrotate_real(x0, x1, l0, l1, m00, m01, m10, m11):
+        """(x0, x1) ← Mᵀ (x0, x1) and (l0, l1) ← Mᵀ (l0, l1) in place; returns
+        Σ l_a·x_b over the halves (λ after the gate, the state before it)."""
+        s00 = s01 = s10 = s11 = x0[0] - x0[0]
+        for i in range(x0.shape[0]):
+            a, c = x0[i], x1[i]
+            p0 = m00 * a + m10 * c
+            p1 = m01 * a + m11 * c
+            x0[i] = p0
+            x1[i] = p1
+            la, lc = l0[i], l1[i]
+            s00 += la * p0
+            s01 += la * p1
+            s10 += lc * p0
+            s11 += lc * p1
+            l0[i] = m00 * la + m10 * lc
+            l1[i] = m01 * la + m11 * lc
+        return s00, s01, s10, s11
+
+    @_inline
+    def _undo_real(cur, lam, h, m00, m01, m10, m11):
+        """cur ← Mᵀ cur, lam ← Mᵀ lam in place (M real orthogonal); returns
+        Σ lam_a·prev_b (prev: the state before the gate)."""
         dim = cur.shape[0]
         s00 = s01 = s10 = s11 = cur[0] - cur[0]
         if h >= 8:
@@ -811,24 +850,20 @@ if numba is not None:
                 for c in range(base, base + h, _CHUNK):
                     e = min(c + _CHUNK, base + h)
                     lo, hi = slice(c, e), slice(c + h, e + h)
-                    _mix(prev[lo], cur[lo], cur[hi], m00, m10)
-                    _mix(prev[hi], cur[lo], cur[hi], m01, m11)
-                    r00, r01, r10, r11 = _outer(lam[lo], lam[hi], prev[lo], prev[hi])
-                    s00 += r00
-                    s01 += r01
-                    s10 += r10
-                    s11 += r11
-                    _mix(lprev[lo], lam[lo], lam[hi], m00, m10)
-                    _mix(lprev[hi], lam[lo], lam[hi], m01, m11)
+                    r = _unrotate_real(cur[lo], cur[hi], lam[lo], lam[hi], m00, m01, m10, m11)
+                    s00 += r[0]
+                    s01 += r[1]
+                    s10 += r[2]
+                    s11 += r[3]
         else:
             step = 2 * h
             for base in range(0, dim, step):
                 if h == 4:
-                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 4, m00, m01, m10, m11)
+                    r = _undo_pairs_real(cur, lam, base, 4, m00, m01, m10, m11)
                 elif h == 2:
-                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 2, m00, m01, m10, m11)
+                    r = _undo_pairs_real(cur, lam, base, 2, m00, m01, m10, m11)
                 else:
-                    r = _undo_pairs_real(cur, lam, prev, lprev, base, 1, m00, m01, m10, m11)
+                    r = _undo_pairs_real(cur, lam, base, 1, m00, m01, m10, m11)
                 s00 += r[0]
                 s01 += r[1]
                 s10 += r[2]
@@ -836,21 +871,21 @@ if numba is not None:
         return s00, s01, s10, s11
 
     @_inline
-    def _undo_pairs_real(cur, lam, prev, lprev, lo, h, m00, m01, m10, m11):
+    def _undo_pairs_real(cur, lam, lo, h, m00, m01, m10, m11):
         s00 = s01 = s10 = s11 = cur[0] - cur[0]
         for i in range(lo, lo + h):
             a, c = cur[i], cur[i + h]
             p0 = m00 * a + m10 * c
             p1 = m01 * a + m11 * c
-            prev[i] = p0
-            prev[i + h] = p1
+            cur[i] = p0
+            cur[i + h] = p1
             la, lc = lam[i], lam[i + h]
             s00 += la * p0
             s01 += la * p1
             s10 += lc * p0
             s11 += lc * p1
-            lprev[i] = m00 * la + m10 * lc
-            lprev[i + h] = m01 * la + m11 * lc
+            lam[i] = m00 * la + m10 * lc
+            lam[i + h] = m01 * la + m11 * lc
         return s00, s01, s10, s11
 
     @_inline
@@ -899,6 +934,57 @@ if numba is not None:
                 _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
 
     @_inline
+    def _unrotate_complex(x0r, x0i, x1r, x1i, l0r, l0i, l1r, l1i,
+                          a0r, a0i, b0r, b0i, a1r, a1i, b1r, b1i):
+        """x ← M† x and l ← M† l in place on split halves (the rows of M† given as
+        (a0, b0), (a1, b1)); returns Σ l_a·conj(x_b) after the state's step (λ after the
+        gate, the state before it) as (re, im) of (00, 01, 10, 11)."""
+        z = x0r[0] - x0r[0]
+        g0 = g1 = g2 = g3 = g4 = g5 = g6 = g7 = z
+        for i in range(x0r.shape[0]):
+            ar, ai, cr, ci = x0r[i], x0i[i], x1r[i], x1i[i]
+            p0r = (a0r * ar - a0i * ai) + (b0r * cr - b0i * ci)
+            p0i = (a0r * ai + a0i * ar) + (b0r * ci + b0i * cr)
+            p1r = (a1r * ar - a1i * ai) + (b1r * cr - b1i * ci)
+            p1i = (a1r * ai + a1i * ar) + (b1r * ci + b1i * cr)
+            x0r[i], x0i[i], x1r[i], x1i[i] = p0r, p0i, p1r, p1i
+            y0r, y0i, y1r, y1i = l0r[i], l0i[i], l1r[i], l1i[i]
+            g0 += y0r * p0r + y0i * p0i
+            g1 += y0i * p0r - y0r * p0i
+            g2 += y0r * p1r + y0i * p1i
+            g3 += y0i * p1r - y0r * p1i
+            g4 += y1r * p0r + y1i * p0i
+            g5 += y1i * p0r - y1r * p0i
+            g6 += y1r * p1r + y1i * p1i
+            g7 += y1i * p1r - y1r * p1i
+            l0r[i] = (a0r * y0r - a0i * y0i) + (b0r * y1r - b0i * y1i)
+            l0i[i] = (a0r * y0i + a0i * y0r) + (b0r * y1i + b0i * y1r)
+            l1r[i] = (a1r * y0r - a1i * y0i) + (b1r * y1r - b1i * y1i)
+            l1i[i] = (a1r * y0i + a1i * y0r) + (b1r * y1i + b1i * y1r)
+        return g0, g1, g2, g3, g4, g5, g6, g7
+
+    @_inline
+    def _undo_complex_in_place(cr, ci, lr, li, h, m, gm):
+        """:func:`_undo_complex` in place: cur ← M† cur and lam ← M† lam."""
+        dim = cr.shape[0]
+        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
+        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
+        for base in range(0, dim, 2 * h):
+            for c in range(base, base + h, _CHUNK):
+                e = min(c + _CHUNK, base + h)
+                lo, hi = slice(c, e), slice(c + h, e + h)
+                r = _unrotate_complex(cr[lo], ci[lo], cr[hi], ci[hi], lr[lo], li[lo],
+                                      lr[hi], li[hi], a0r, a0i, b0r, b0i, a1r, a1i, b1r, b1i)
+                gm[0, 0, 0] += r[0]
+                gm[0, 0, 1] += r[1]
+                gm[0, 1, 0] += r[2]
+                gm[0, 1, 1] += r[3]
+                gm[1, 0, 0] += r[4]
+                gm[1, 0, 1] += r[5]
+                gm[1, 1, 0] += r[6]
+                gm[1, 1, 1] += r[7]
+
+    @_inline
     def _group_backward(n, lanes, prog, first_complex, mats, perms, signs, gm, bufs):
         """Adjoint sweep for one group (lane layout) from the final state in bufs[0] (re)
         and bufs[2] (im) and λ = ∂L/∂ψ* in bufs[4] (re) and bufs[6] (im): un-applies every
@@ -938,11 +1024,17 @@ if numba is not None:
                 if hl < 8:
                     # Short pairs: the slice-based loops would be too short; treat the
                     # (real or complex) matrix generically one element pair at a time.
-                    _undo_complex_small(s, si, lam, li, s2, si2, lam2, li2, hl, m, grad)
+                    _undo_complex_small(s, si, lam, li, hl, m, grad)
+                elif hl >= _UNDO_COMPLEX_IN_PLACE:
+                    _undo_complex_in_place(s, si, lam, li, hl, m, grad)
                 else:
                     _undo_complex(s, si, lam, li, s2, si2, lam2, li2, hl, m, grad)
+                    s, s2 = s2, s
+                    lam, lam2 = lam2, lam
+                    si, si2 = si2, si
+                    li, li2 = li2, li
             else:
-                r = _undo_real(s, lam, s2, lam2, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
+                r = _undo_real(s, lam, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
                 grad[0, 0, 0] += r[0]
                 grad[0, 1, 0] += r[1]
                 grad[1, 0, 0] += r[2]
@@ -950,25 +1042,19 @@ if numba is not None:
                 if is_complex:
                     # A real matrix on a complex state: the imaginary parts evolve by the
                     # same matrix; their contribution to Re Σ λ·conj(prev) is added too.
-                    r = _undo_real(
-                        si, li, si2, li2, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0]
-                    )
+                    r = _undo_real(si, li, hl, m[0, 0, 0], m[0, 1, 0], m[1, 0, 0], m[1, 1, 0])
                     grad[0, 0, 0] += r[0]
                     grad[0, 1, 0] += r[1]
                     grad[1, 0, 0] += r[2]
                     grad[1, 1, 0] += r[3]
-            s, s2 = s2, s
-            lam, lam2 = lam2, lam
-            if is_complex:
-                si, si2 = si2, si
-                li, li2 = li2, li
             if g == first_complex:
                 is_complex = False  # before it the state is real: Re λ is all we need
         return s, lam
 
     @_inline
-    def _undo_complex_small(cr, ci, lr, li, pr, pi, qr, qi, h, m, gm):
-        """:func:`_undo_complex` for h < 8 (short pairs, unrolled per literal h)."""
+    def _undo_complex_small(cr, ci, lr, li, h, m, gm):
+        """:func:`_undo_complex_in_place` for h < 8 (groups of fewer than 8 rows: partners
+        too close for the slice loops, so one pair at a time)."""
         dim = cr.shape[0]
         # M† rows: (conj m00, conj m10) and (conj m01, conj m11).
         a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
@@ -982,7 +1068,7 @@ if numba is not None:
                 p0i = (a0r * ai + a0i * ar) + (b0r * ci_ + b0i * cr_)
                 p1r = (a1r * ar - a1i * ai) + (b1r * cr_ - b1i * ci_)
                 p1i = (a1r * ai + a1i * ar) + (b1r * ci_ + b1i * cr_)
-                pr[i], pi[i], pr[i + h], pi[i + h] = p0r, p0i, p1r, p1i
+                cr[i], ci[i], cr[i + h], ci[i + h] = p0r, p0i, p1r, p1i
                 l0r, l0i, l1r, l1i = lr[i], li[i], lr[i + h], li[i + h]
                 g00r += l0r * p0r + l0i * p0i
                 g00i += l0i * p0r - l0r * p0i
@@ -992,10 +1078,10 @@ if numba is not None:
                 g10i += l1i * p0r - l1r * p0i
                 g11r += l1r * p1r + l1i * p1i
                 g11i += l1i * p1r - l1r * p1i
-                qr[i] = (a0r * l0r - a0i * l0i) + (b0r * l1r - b0i * l1i)
-                qi[i] = (a0r * l0i + a0i * l0r) + (b0r * l1i + b0i * l1r)
-                qr[i + h] = (a1r * l0r - a1i * l0i) + (b1r * l1r - b1i * l1i)
-                qi[i + h] = (a1r * l0i + a1i * l0r) + (b1r * l1i + b1i * l1r)
+                lr[i] = (a0r * l0r - a0i * l0i) + (b0r * l1r - b0i * l1i)
+                li[i] = (a0r * l0i + a0i * l0r) + (b0r * l1i + b0i * l1r)
+                lr[i + h] = (a1r * l0r - a1i * l0i) + (b1r * l1r - b1i * l1i)
+                li[i + h] = (a1r * l0i + a1i * l0r) + (b1r * l1i + b1i * l1r)
         gm[0, 0, 0] += g00r
         gm[0, 0, 1] += g00i
         gm[0, 1, 0] += g01r
