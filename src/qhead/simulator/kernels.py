@@ -965,7 +965,8 @@ if numba is not None:
 
     @_inline
     def _undo_complex_in_place(cr, ci, lr, li, h, m, gm):
-        """:func:`_undo_complex` in place: cur ← M† cur and lam ← M† lam."""
+        """:func:`_undo_complex` in place: cur ← M† cur and lam ← M† lam (any h; for
+        h < 8 each stretch is one block's h values)."""
         dim = cr.shape[0]
         a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
         a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
@@ -1021,11 +1022,9 @@ if numba is not None:
             m = mats[prog[g, 2]]
             grad = gm[prog[g, 2]]
             if kind == 1 or (is_complex and hl < 8):
-                if hl < 8:
-                    # Short pairs: the slice-based loops would be too short; treat the
-                    # (real or complex) matrix generically one element pair at a time.
-                    _undo_complex_small(s, si, lam, li, hl, m, grad)
-                elif hl >= _UNDO_COMPLEX_IN_PLACE:
+                # (below 8 values, in groups of fewer than 8 rows, a real matrix on a
+                # complex state takes the complex step too: one block at a time)
+                if hl < 8 or hl >= _UNDO_COMPLEX_IN_PLACE:
                     _undo_complex_in_place(s, si, lam, li, hl, m, grad)
                 else:
                     _undo_complex(s, si, lam, li, s2, si2, lam2, li2, hl, m, grad)
@@ -1050,46 +1049,6 @@ if numba is not None:
             if g == first_complex:
                 is_complex = False  # before it the state is real: Re λ is all we need
         return s, lam
-
-    @_inline
-    def _undo_complex_small(cr, ci, lr, li, h, m, gm):
-        """:func:`_undo_complex_in_place` for h < 8 (groups of fewer than 8 rows: partners
-        too close for the slice loops, so one pair at a time)."""
-        dim = cr.shape[0]
-        # M† rows: (conj m00, conj m10) and (conj m01, conj m11).
-        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
-        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
-        z = cr[0] - cr[0]
-        g00r = g00i = g01r = g01i = g10r = g10i = g11r = g11i = z
-        for base in range(0, dim, 2 * h):
-            for i in range(base, base + h):
-                ar, ai, cr_, ci_ = cr[i], ci[i], cr[i + h], ci[i + h]
-                p0r = (a0r * ar - a0i * ai) + (b0r * cr_ - b0i * ci_)
-                p0i = (a0r * ai + a0i * ar) + (b0r * ci_ + b0i * cr_)
-                p1r = (a1r * ar - a1i * ai) + (b1r * cr_ - b1i * ci_)
-                p1i = (a1r * ai + a1i * ar) + (b1r * ci_ + b1i * cr_)
-                cr[i], ci[i], cr[i + h], ci[i + h] = p0r, p0i, p1r, p1i
-                l0r, l0i, l1r, l1i = lr[i], li[i], lr[i + h], li[i + h]
-                g00r += l0r * p0r + l0i * p0i
-                g00i += l0i * p0r - l0r * p0i
-                g01r += l0r * p1r + l0i * p1i
-                g01i += l0i * p1r - l0r * p1i
-                g10r += l1r * p0r + l1i * p0i
-                g10i += l1i * p0r - l1r * p0i
-                g11r += l1r * p1r + l1i * p1i
-                g11i += l1i * p1r - l1r * p1i
-                lr[i] = (a0r * l0r - a0i * l0i) + (b0r * l1r - b0i * l1i)
-                li[i] = (a0r * l0i + a0i * l0r) + (b0r * l1i + b0i * l1r)
-                lr[i + h] = (a1r * l0r - a1i * l0i) + (b1r * l1r - b1i * l1i)
-                li[i + h] = (a1r * l0i + a1i * l0r) + (b1r * l1i + b1i * l1r)
-        gm[0, 0, 0] += g00r
-        gm[0, 0, 1] += g00i
-        gm[0, 1, 0] += g01r
-        gm[0, 1, 1] += g01i
-        gm[1, 0, 0] += g10r
-        gm[1, 0, 1] += g10i
-        gm[1, 1, 0] += g11r
-        gm[1, 1, 1] += g11i
 
     @_inline
     def _group_size(remaining, cap):
