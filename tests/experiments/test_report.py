@@ -111,6 +111,25 @@ def test_report_significant_difference_sentence(tmp_path):
     assert "macro-F1: quantum better than classical by 5.00 pp" in md
 
 
+def test_controls_are_paired_against_the_quantum_model(tmp_path):
+    # twin − quantum on the common seeds 0, 1: accuracy 0.70 − 0.71, 0.72 − 0.74 = −1, −2 pp
+    # (mean −1.5, s = 0.7071, half-width 12.706·0.7071/√2 = 6.353); macro-F1 −2, +1 pp
+    _make_runs(tmp_path, with_curves=False)
+    md = write_report(tmp_path, plots=False).markdown.read_text()
+    section = md.split("## Controls against the quantum model (seed-paired)", 1)[1]
+    table_row = next(line for line in section.splitlines() if line.startswith("| BUSI"))
+    assert table_row == ("| BUSI | paper split | ResNet-18 | twin | 93 | 2 "
+                         "| -1.50 [-7.85, +4.85] | -0.50 [-19.56, +18.56] |")
+    assert "Acc: twin vs quantum: difference not significant at 95% (-1.50 pp" in md
+    # the classical and quantum arms themselves are not controls
+    assert "| classical |" not in section.split("## Conclusions")[0]
+    # without a quantum arm there is nothing to pair the controls with
+    only_classical = {k: v for k, v in SCORES.items() if k[0] != "quantum"}
+    _make_runs(tmp_path / "no-quantum", only_classical, with_curves=False)
+    md = write_report(tmp_path / "no-quantum", plots=False).markdown.read_text()
+    assert "Controls against the quantum model" not in md
+
+
 def test_report_without_runs_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no finished run"):
         write_report(tmp_path)

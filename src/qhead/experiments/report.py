@@ -8,7 +8,8 @@ the seed-paired difference of every arm to the classical model with a 95 % Stude
 interval, the paper's reported numbers beside ours, and the budget the runs were trained
 with. When a dataset was run on more than one split (the paper's and the grouped,
 leakage-free one), a second table puts the splits side by side, with quantum − classical
-on each.
+on each. The controls (every arm other than the two the paper compares) are also paired
+against the quantum model, since that is the question they exist for.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from qhead.experiments.results import (
 )
 from qhead.experiments.stats import PairedDifference, Summary, paired_difference, summarize
 
+QUANTUM_ARM = "quantum"
 PAPER_BUDGET = "paper: 200 epochs, 224×224, batch 32, Adam lr 1e-3, one run per cell"
 METRICS = (("accuracy", "Acc"), ("macro_f1", "macro-F1"))
 NOT_BUDGET = frozenset(
@@ -158,6 +160,65 @@ def aggregate(runs: Sequence[RunResult], confidence: float = 0.95) -> list[ArmRo
             )
         )
     return rows
+
+
+@dataclass
+class ControlRow:
+    """A control arm, seed-paired against the quantum arm of its dataset, split and
+    backbone (Δ = control − quantum)."""
+
+    row: ArmRow
+    diff_accuracy: PairedDifference
+    diff_macro_f1: PairedDifference
+
+
+def control_differences(rows: Sequence[ArmRow], confidence: float = 0.95) -> list[ControlRow]:
+    """Every arm other than classical and quantum against the quantum arm of the same
+    dataset, split and backbone: does a model without the circuit (the twin, whose model
+    class contains Ansatz 1's) or without pooling do as well as the quantum head?"""
+    quantum = {(r.dataset, r.backbone, r.split): r for r in rows if r.arm == QUANTUM_ARM}
+    controls = []
+    for row in rows:
+        reference = quantum.get((row.dataset, row.backbone, row.split))
+        if reference is None or row.arm in (REFERENCE_ARM, QUANTUM_ARM):
+            continue
+        diffs = [
+            paired_difference(
+                {r.seed: getattr(r, metric) for r in row.runs},
+                {r.seed: getattr(r, metric) for r in reference.runs},
+                confidence,
+            )
+            for metric, _ in METRICS
+        ]
+        controls.append(ControlRow(row, *diffs))
+    return controls
+
+
+def _controls_table(controls: Sequence[ControlRow]) -> list[str]:
+    if not controls:
+        return []
+    level = f"{controls[0].diff_accuracy.confidence:.0%}"
+    out = [
+        "## Controls against the quantum model (seed-paired)",
+        "",
+        f"- Δ = control − quantum on the same seeds, in percentage points, with its {level} "
+        "Student-t interval (last-epoch test metrics)",
+        "",
+        f"| Dataset | Split | Backbone | Model | Params* | n | Δ Acc vs quantum [{level} CI] "
+        f"| Δ F1 vs quantum [{level} CI] |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for c in controls:
+        row = c.row
+        out.append(
+            f"| {DATASET_TITLES.get(row.dataset, row.dataset)} "
+            f"| {split_title(row.dataset, row.split)} "
+            f"| {BACKBONE_TITLES.get(row.backbone, row.backbone)} | {row.arm} "
+            f"| {_int(row.params_head)} | {c.diff_accuracy.n} | {_diff(c.diff_accuracy)} "
+            f"| {_diff(c.diff_macro_f1)} |"
+        )
+    out.append("")
+    return out
 
 
 def _pct(value: float | None) -> str:
@@ -290,9 +351,10 @@ def split_comparison(rows: Sequence[ArmRow]) -> list[str]:
     return out
 
 
-def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str:
+def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = (),
+                    confidence: float = 0.95) -> str:
     """The report as Markdown: one table per backbone and split, budget lines, the splits
-    side by side, conclusions."""
+    side by side, the controls against the quantum model, conclusions."""
     out = ["# qhead report", ""]
     out.append(
         "Accuracy and macro-F1 on the test set in %, mean ± sample std (ddof=1) over "
@@ -310,6 +372,8 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
         sub = [r for r in rows if r.backbone == backbone and r.split == split]
         out += _main_table(sub, backbone, split)
     out += split_comparison(rows)
+    controls = control_differences(rows, confidence)
+    out += _controls_table(controls)
     mixed = sorted({f"{r.dataset}/{r.backbone}" for r in rows if "|" in r.budget})
     if mixed:
         out.append(
@@ -318,7 +382,12 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = ()) -> str
             + "** (values separated by `|` above); report each budget's runs dir separately."
         )
         out.append("")
-    lines = conclusions(rows)
+    splits_named = any(r.split != DEFAULT_SPLIT for r in rows)
+    lines = conclusions(rows) + [
+        f"{_where(c.row, splits_named)}: " + diff.conclusion(c.row.arm, QUANTUM_ARM, label)
+        for c in controls
+        for diff, (_, label) in zip((c.diff_accuracy, c.diff_macro_f1), METRICS, strict=True)
+    ]
     if lines:
         out.append("## Conclusions (95 %, seed-paired)")
         out.append("")
@@ -606,7 +675,7 @@ def write_report(runs_dirs: Path | str | Sequence[Path | str], out: Path | str |
     rows = aggregate(runs, confidence)
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = out_dir / "report.md"
-    markdown.write_text(markdown_tables(rows, problems))
+    markdown.write_text(markdown_tables(rows, problems, confidence))
     summary = out_dir / "summary.csv"
     _write_csv(summary, CSV_COLUMNS, csv_rows(rows))
     runs_csv = out_dir / "runs.csv"
