@@ -252,3 +252,20 @@ def test_reproduce_skips_cells_finished_in_exported_records(tmp_path, capsys):
     assert "3 start" in capsys.readouterr().out
     assert main([*args, "--done", str(tmp_path / "missing")]) == 1
     assert "--done" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parents[2]
+BUSI_224 = "results/busi-resnet18-224"
+
+
+def test_committed_busi_records_reproduce_the_committed_report_and_docs(tmp_path, monkeypatch):
+    # docs/results.md publishes the 224-px grid from these records; the report rebuilt from
+    # them alone (no checkpoints) must be the committed one, and the docs must quote it
+    monkeypatch.chdir(REPO)  # runs.csv names the run dirs relative to the working directory
+    committed = REPO / BUSI_224 / "report"
+    files = write_report(BUSI_224, tmp_path, plots=False)
+    for name in ("report.md", "summary.csv", "runs.csv"):
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), name
+    body = files.markdown.read_text().split("\n## ", 1)[1].replace("\n## ", "\n#### ")
+    assert "#### " + body.rstrip() in (REPO / "docs/results.md").read_text()
+    assert not list((REPO / BUSI_224).rglob("*.pt"))  # records only
