@@ -35,6 +35,7 @@ mkdir -p "$OUT"
 # Train from a snapshot of the committed code (CODE_REF, default HEAD), so that edits to
 # the working tree while the grid runs cannot change it half-way; SNAPSHOT=0 disables.
 SHA="$(git -C "$REPO" rev-parse --short "${CODE_REF:-HEAD}")"
+TREE_PYTHONPATH="${PYTHONPATH:-}"
 if [ "${SNAPSHOT:-1}" = 1 ]; then
     CODE="$OUT/code-$SHA"
     if [ ! -d "$CODE/src/qhead" ]; then
@@ -55,6 +56,9 @@ if [ -n "$RECORDS" ] && [ -d "$RECORDS" ]; then DONE=(--done "$RECORDS"); fi
     --data-root "busi=$DATA" --out "$OUT" --jobs "$JOBS" "${DONE[@]}" $EXTRA "$@"
 
 case " $* " in *" --dry-run "*) exit 0 ;; esac
+# Training used the snapshot; the records, the report and the shot study use this tree's
+# code, so that the report committed beside the records is the one this tree rebuilds.
+export PYTHONPATH="$TREE_PYTHONPATH"
 if [ -n "$RECORDS" ]; then
     "$QHEAD" export-records "$OUT" --out "$RECORDS"
     # From the repository root with a relative path, so that report/runs.csv names the
