@@ -236,8 +236,9 @@ def _where(row: ArmRow, splits_named: bool) -> str:
     return title + ", " + BACKBONE_TITLES.get(row.backbone, row.backbone)
 
 
-def conclusions(rows: Sequence[ArmRow]) -> list[str]:
-    """One sentence per (arm − classical, metric) comparison."""
+def conclusions(rows: Sequence[ArmRow], controls: Sequence[ControlRow] = ()) -> list[str]:
+    """One sentence per (arm − classical, metric) comparison, then one per
+    (control − quantum, metric)."""
     splits_named = any(r.split != DEFAULT_SPLIT for r in rows)
     lines = []
     for row in rows:
@@ -246,6 +247,12 @@ def conclusions(rows: Sequence[ArmRow]) -> list[str]:
             if diff is not None:
                 lines.append(f"{_where(row, splits_named)}: "
                              + diff.conclusion(row.arm, REFERENCE_ARM, label))
+    for control in controls:
+        for diff, (_, label) in zip(
+            (control.diff_accuracy, control.diff_macro_f1), METRICS, strict=True
+        ):
+            lines.append(f"{_where(control.row, splits_named)}: "
+                         + diff.conclusion(control.row.arm, QUANTUM_ARM, label))
     return lines
 
 
@@ -382,12 +389,7 @@ def markdown_tables(rows: Sequence[ArmRow], problems: Sequence[str] = (),
             + "** (values separated by `|` above); report each budget's runs dir separately."
         )
         out.append("")
-    splits_named = any(r.split != DEFAULT_SPLIT for r in rows)
-    lines = conclusions(rows) + [
-        f"{_where(c.row, splits_named)}: " + diff.conclusion(c.row.arm, QUANTUM_ARM, label)
-        for c in controls
-        for diff, (_, label) in zip((c.diff_accuracy, c.diff_macro_f1), METRICS, strict=True)
-    ]
+    lines = conclusions(rows, controls)
     if lines:
         out.append("## Conclusions (95 %, seed-paired)")
         out.append("")

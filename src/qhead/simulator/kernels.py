@@ -889,6 +889,25 @@ if numba is not None:
         return s00, s01, s10, s11
 
     @_inline
+    def _adjoint_rows(m):
+        """The rows of M† for a complex matrix m[a, b, (re, im)], as scalars:
+        (conj m00, conj m10) and (conj m01, conj m11), each (re, im)."""
+        return (m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1],
+                m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1])
+
+    @_inline
+    def _add_complex_grad(gm, r):
+        """gm[a, b, (re, im)] += r, r the eight sums of :func:`_couter` order."""
+        gm[0, 0, 0] += r[0]
+        gm[0, 0, 1] += r[1]
+        gm[0, 1, 0] += r[2]
+        gm[0, 1, 1] += r[3]
+        gm[1, 0, 0] += r[4]
+        gm[1, 0, 1] += r[5]
+        gm[1, 1, 0] += r[6]
+        gm[1, 1, 1] += r[7]
+
+    @_inline
     def _couter(l0r, l0i, l1r, l1i, p0r, p0i, p1r, p1i):
         """Σ λ_a·conj(ψ_b) for a, b ∈ {0, 1} in one read of the eight arrays, as (re, im)
         of (00, 01, 10, 11)."""
@@ -912,9 +931,7 @@ if numba is not None:
         """prev = M† cur and lprev = M† lam into (pr, pi) and (qr, qi); adds
         Σ lam_a·conj(prev_b) to gm[a, b, (re, im)]."""
         dim = cr.shape[0]
-        # M† rows: (conj m00, conj m10) and (conj m01, conj m11).
-        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
-        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
+        a0r, a0i, b0r, b0i, a1r, a1i, b1r, b1i = _adjoint_rows(m)
         for base in range(0, dim, 2 * h):
             for c in range(base, base + h, _CHUNK):
                 e = min(c + _CHUNK, base + h)
@@ -922,14 +939,7 @@ if numba is not None:
                 _mix_c(pr[lo], pi[lo], cr[lo], ci[lo], cr[hi], ci[hi], a0r, a0i, b0r, b0i)
                 _mix_c(pr[hi], pi[hi], cr[lo], ci[lo], cr[hi], ci[hi], a1r, a1i, b1r, b1i)
                 r = _couter(lr[lo], li[lo], lr[hi], li[hi], pr[lo], pi[lo], pr[hi], pi[hi])
-                gm[0, 0, 0] += r[0]
-                gm[0, 0, 1] += r[1]
-                gm[0, 1, 0] += r[2]
-                gm[0, 1, 1] += r[3]
-                gm[1, 0, 0] += r[4]
-                gm[1, 0, 1] += r[5]
-                gm[1, 1, 0] += r[6]
-                gm[1, 1, 1] += r[7]
+                _add_complex_grad(gm, r)
                 _mix_c(qr[lo], qi[lo], lr[lo], li[lo], lr[hi], li[hi], a0r, a0i, b0r, b0i)
                 _mix_c(qr[hi], qi[hi], lr[lo], li[lo], lr[hi], li[hi], a1r, a1i, b1r, b1i)
 
@@ -968,22 +978,14 @@ if numba is not None:
         """:func:`_undo_complex` in place: cur ← M† cur and lam ← M† lam (any h; for
         h < 8 each stretch is one block's h values)."""
         dim = cr.shape[0]
-        a0r, a0i, b0r, b0i = m[0, 0, 0], -m[0, 0, 1], m[1, 0, 0], -m[1, 0, 1]
-        a1r, a1i, b1r, b1i = m[0, 1, 0], -m[0, 1, 1], m[1, 1, 0], -m[1, 1, 1]
+        a0r, a0i, b0r, b0i, a1r, a1i, b1r, b1i = _adjoint_rows(m)
         for base in range(0, dim, 2 * h):
             for c in range(base, base + h, _CHUNK):
                 e = min(c + _CHUNK, base + h)
                 lo, hi = slice(c, e), slice(c + h, e + h)
                 r = _unrotate_complex(cr[lo], ci[lo], cr[hi], ci[hi], lr[lo], li[lo],
                                       lr[hi], li[hi], a0r, a0i, b0r, b0i, a1r, a1i, b1r, b1i)
-                gm[0, 0, 0] += r[0]
-                gm[0, 0, 1] += r[1]
-                gm[0, 1, 0] += r[2]
-                gm[0, 1, 1] += r[3]
-                gm[1, 0, 0] += r[4]
-                gm[1, 0, 1] += r[5]
-                gm[1, 1, 0] += r[6]
-                gm[1, 1, 1] += r[7]
+                _add_complex_grad(gm, r)
 
     @_inline
     def _group_backward(n, lanes, prog, first_complex, mats, perms, signs, gm, bufs):
