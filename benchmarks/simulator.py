@@ -18,11 +18,15 @@ Usage::
 
     python benchmarks/simulator.py [--repeats 5] [--pl-repeats 1] [--layers 1 3 5]
         [--ansatz NAME ...] [--no-pennylane] [--no-device] [--no-order] [--threads T]
+        [--glibc-default]
 
 Timings are medians over ``--repeats`` runs after warm-up (PennyLane: ``--pl-repeats``
 runs after one warm-up, it is slow), wall time and, in parentheses, this process's CPU
 time. The header prints the CPU model, whether it has native bf16, and the load average:
-on a shared machine the numbers are indicative only.
+on a shared machine the numbers are indicative only. Both simulators run in this one
+process under the same allocator setting: freed memory kept for reuse
+(:func:`qhead.memory.keep_freed_memory`, as the ``qhead`` command does), or glibc's
+defaults with ``--glibc-default``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import qhead  # noqa: F401
 import torch
 
 from qhead.engine.runtime import cpu_has_native_bf16
+from qhead.memory import keep_freed_memory
 from qhead.quantum import AEVQC, ANSATZES, CircuitLintWarning
 from qhead.simulator import kernels
 
@@ -272,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ansatz", action="store_true", help="skip the ansatz table")
     parser.add_argument("--no-device", action="store_true", help="skip the TorchLayer table")
     parser.add_argument("--no-order", action="store_true", help="skip the import-order runs")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="leave glibc's malloc as it is (default: qhead.memory."
+                             "keep_freed_memory(), for both simulators, as the qhead command)")
     args = parser.parse_args(argv)
+    kept = False if args.glibc_default else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CircuitLintWarning)
@@ -285,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         f"float32; CPU {cpu_model()} ({os.cpu_count()} cores, native bf16: "
         f"{'yes' if cpu_has_native_bf16() else 'no'}); torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; CPU kernels {'on' if kernels.enabled() else 'off'}"
-        f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {load}",
+        f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; freed memory kept "
+        f"(qhead.memory): {'yes' if kept else 'no'}; load average {load}",
         flush=True,
     )
     peak = peak_gflops()

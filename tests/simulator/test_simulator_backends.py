@@ -113,8 +113,9 @@ def test_gradients_agree_between_implementations(n, count, seed):
 
 def _layered(n: int, layers: int) -> tuple[list[Op], tuple[int]]:
     """``layers`` × (RY on every wire, CZs on neighbours, RY on every wire, a CNOT chain, RX
-    on every wire, a CNOT chain and RZ), then RY on every wire: real and complex segments,
-    diagonal runs and permutations."""
+    on every wire and RY on wire 0, a CNOT chain and RZ), then RY on every wire: real and
+    complex segments (the RX segment as phases and real matrices, but wire 0's RX·RY as
+    a complex matrix), diagonal runs and permutations."""
     ops, k = [], 0
 
     def rotations(name: str) -> None:
@@ -129,8 +130,9 @@ def _layered(n: int, layers: int) -> tuple[list[Op], tuple[int]]:
         rotations("RY")
         ops.extend(chain)
         rotations("RX")
-        ops.extend([*chain, Op("RZ", (0,), (k,))])
-        k += 1
+        ops.append(Op("RY", (0,), (k,)))
+        ops.extend([*chain, Op("RZ", (0,), (k + 1,))])
+        k += 2
     rotations("RY")
     return ops, (k,)
 
@@ -152,6 +154,7 @@ def test_general_kernel_groups_of_rows_match_the_reference(batch, threads):
     kinds = program.prog[:, 0].tolist()
     assert kinds.count(kernels.OP_SIGN) == layers  # the CZ runs permute nothing
     assert kernels.OP_PERM in kinds and kernels.OP_COMPLEX in kinds
+    assert kernels.OP_PHASE in kinds  # the RX segments, split
     # real matrices before the first complex one (real arithmetic) and after it
     real_rows = np.flatnonzero(program.prog[:, 0] == kernels.OP_REAL)
     assert real_rows.min() < program.first_complex < real_rows.max()
@@ -283,3 +286,129 @@ def test_gate_table_matches_pennylane(name):
     cls = getattr(qml, spec.pennylane)
     op = cls(*(() if theta is None else (theta,)), wires=list(range(spec.n_wires)))
     np.testing.assert_allclose(qml.matrix(op), spec.unitary(theta), atol=1e-12)
+
+
+# ------------------------------------------------------------ the Euler split (kernels)
+
+
+def _matrix(sequence, weights) -> np.ndarray:
+    """The product of a wire's (name, flat angle index) gates, first gate rightmost."""
+    u = np.eye(2, dtype=complex)
+    for name, p in sequence:
+        u = GATES[name].unitary(None if p is None else float(weights[p])) @ u
+    return u
+
+
+def _same_up_to_phase(a: np.ndarray, b: np.ndarray) -> bool:
+    k = np.argmax(np.abs(b))
+    phase = a.flat[k] / b.flat[k]
+    return abs(abs(phase) - 1) < 1e-12 and np.allclose(a, phase * b, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "sequence",
+    [
+        [("RZ", 0), ("RY", 1), ("RZ", 2)],  # Rot
+        [("RX", 0)],
+        [("RX", 0), ("RX", 1)],  # the phases between them cancel
+        [("H", None), ("RY", 0), ("RZ", 1)],  # Ansatz 2's first layer
+        [("RZ", 0), ("Z", None), ("X", None), ("RY", 2), ("RZ", 1)],
+        [("RZ", 0)],
+    ],
+)
+def test_euler_split_reproduces_the_wire_unitary(sequence):
+    from qhead.simulator.cpu_kernels import euler_split
+
+    weights = np.array([0.7, -1.9, 2.6])
+    split = euler_split(sequence)
+    assert split is not None
+    right, real, left = split
+    assert all(GATES[name].real for name, _ in real)
+
+    def rz(terms):
+        angle = sum((0.0 if p is None else weights[p]) + c for p, c in terms)
+        return GATES["RZ"].unitary(angle)
+
+    assert _same_up_to_phase(rz(left) @ _matrix(real, weights) @ rz(right),
+                             _matrix(sequence, weights))
+
+
+@pytest.mark.parametrize("sequence", [[("RX", 0), ("RY", 1)], [("RY", 0), ("RZ", 1), ("RY", 2)]])
+def test_euler_split_refuses_a_phase_between_real_gates(sequence):
+    from qhead.simulator.cpu_kernels import euler_split
+
+    assert euler_split(sequence) is None
+
+
+@needs_numba
+def test_phase_tables_are_the_kronecker_product_of_rz():
+    n = 4
+    angles = torch.tensor([[0.3, -1.2, 2.0, 0.0], [1.0, 0.5, -0.25, 3.0]], dtype=torch.float64)
+    real, imag = kernels._phase_tables(angles, n, np.float64)
+    for t in range(2):
+        dense = np.ones(1, complex)
+        for w in range(n):
+            dense = np.kron(dense, np.diag(ref.rz(float(angles[t, w]))))
+        np.testing.assert_allclose(real[t] + 1j * imag[t], dense, atol=1e-14)
+
+
+@needs_numba
+@pytest.mark.parametrize("seed", [0, 1])
+def test_split_segments_match_dense_matrices_and_pass_gradcheck(seed):
+    # Rot on every wire, RX on every wire with an extra RY on wire 1 (a complex matrix in a
+    # split segment), CNOT rings, and phases first on the real encoded state.
+    from qhead.simulator import cpu_kernels
+    from qhead.simulator.plan import compile_plan
+
+    n, ops, k = 4, [], 0
+    ring = [Op("CNOT", (q, (q + 1) % n)) for q in range(n)]
+    for q in range(n):
+        ops += [Op("RZ", (q,), (k,)), Op("RY", (q,), (k + 1,)), Op("RZ", (q,), (k + 2,))]
+        k += 3
+    ops += ring
+    ops += [Op("RX", (q,), (k + q,)) for q in range(n)] + [Op("RY", (1,), (k + n,))]
+    k += n + 1
+    ops += ring + [Op("RX", (q,), (k + q,)) for q in range(n)] + ring
+    shape = (k + n,)
+    wires = (0, 2, 3)
+    program = cpu_kernels._program(compile_plan(tuple(ops), n, wires, shape), torch.float64)
+    kinds = program.prog[:, 0].tolist()
+    assert kinds[0] == kernels.OP_PHASE == kinds[program.first_complex]  # on a real state
+    assert kernels.OP_COMPLEX in kinds  # wire 1's RX·RY
+    # Rot: φ and ω; RX (+RY): two constant phases; the last RX layer's left phase is dead
+    assert kinds.count(kernels.OP_PHASE) == 5
+    assert program.phase_grad.tolist() == [1, 1, 0, 0, 0]
+    g = torch.Generator().manual_seed(seed)
+    weights = (torch.rand(shape, generator=g, dtype=torch.float64) * 6.3).requires_grad_()
+    features = torch.randn(3, 2**n - 2, generator=g, dtype=torch.float64)
+    features[1] = 0
+    out = run_encoded_circuit(features, n, ops, weights, wires, simulator="cpu-kernels")
+    expected = _dense(features, n, ops, weights.detach(), wires)
+    np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-12)
+    features.requires_grad_()
+
+    def f(x, w):
+        return run_encoded_circuit(x, n, ops, w, wires, simulator="cpu-kernels")
+
+    assert torch.autograd.gradcheck(f, (features, weights))
+
+
+@needs_numba
+def test_a_forward_in_between_does_not_disturb_saved_states():
+    # The kernels reuse their buffers: the states saved by one forward must survive
+    # another forward (and its release) before their backward.
+    n = 6
+    ops, shape = _random_circuit(n, 30, 3)
+    g = torch.Generator().manual_seed(3)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    first = torch.randn(5, 2**n, generator=g, dtype=torch.float64).requires_grad_()
+    second = torch.randn(5, 2**n, generator=g, dtype=torch.float64).requires_grad_()
+    out = run_encoded_circuit(first, n, ops, weights, (0, 5), simulator="cpu-kernels")
+    other = run_encoded_circuit(second, n, ops, weights, (0, 5), simulator="cpu-kernels")
+    other.sum().backward()
+    del other
+    run_encoded_circuit(second.detach(), n, ops, weights, (0, 5), simulator="cpu-kernels")
+    out.sum().backward()
+    reference = first.detach().clone().requires_grad_()
+    run_encoded_circuit(reference, n, ops, weights, (0, 5), simulator="torch").sum().backward()
+    torch.testing.assert_close(first.grad, reference.grad, atol=1e-12, rtol=1e-10)

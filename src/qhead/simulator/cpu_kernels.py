@@ -19,15 +19,19 @@ carries the gradient from the matrices to the angles (:func:`plan.fused_matrices
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from qhead.simulator import kernels
 from qhead.simulator.gates import complex_dtype
+from qhead.simulator.ops import GATES, Op
 from qhead.simulator.plan import (
     Local,
     Plan,
     fused_matrices,
+    local_from,
     per_wire,
     product_matrices,
     ry_angle_map,
@@ -118,9 +122,9 @@ class _EncodedLayer(torch.autograd.Function):
         result = kernels.encoded_layer_forward(features, n, mats, signs_t)
         if result is None:
             raise _Declined
-        out, work, norms = result
+        out, work, norms, lease = result
         ctx.save_for_backward(mats)
-        ctx.work, ctx.norms, ctx.signs_t = work, norms, signs_t
+        ctx.work, ctx.norms, ctx.signs_t, ctx.lease = work, norms, signs_t, lease
         ctx.n_features = features.shape[1]
         return out
 
@@ -134,18 +138,81 @@ class _EncodedLayer(torch.autograd.Function):
         return grad, grad_mats.to(mats.dtype), None, None
 
 
+#: A phase term of one wire: (flat index of an angle in the weights, or None; constant).
+_Term = tuple[int | None, float]
+
+
+def wire_sequences(local: Local) -> dict[int, list[tuple[str, int | None]]]:
+    """Each wire's gates of a :class:`Local` in order, as (name, flat angle index)."""
+    sequences: dict[int, list[tuple[str, int | None]]] = {w: [] for w in local.wires}
+    for slot in local.slots:
+        for name, (positions, params) in slot.items():
+            for i, pos in enumerate(positions):
+                sequences[local.wires[pos]].append((name, None if params is None else params[i]))
+    return sequences
+
+
+def euler_split(
+    sequence: list[tuple[str, int | None]],
+) -> tuple[list[_Term], list[tuple[str, int | None]], list[_Term]] | None:
+    """One wire's run of gates as RZ(left)·R·RZ(right) up to a global phase, R real:
+    ``(right terms, real gates, left terms)`` (an angle is the sum of its terms), or None
+    when the run is not of that form.
+
+    RZ is a phase term, a real gate of the gate table goes into R, and RX(θ) is
+    RZ(−π/2)·RY(θ)·RZ(π/2). Phases between real gates are allowed only when they are
+    constants that add up to a multiple of 2π (RZ(2πk) = ±I), as RX·RX gives.
+    """
+    right: list[_Term] = []
+    real: list[tuple[str, int | None]] = []
+    left: list[_Term] = []
+    for name, param in sequence:
+        spec = GATES[name]
+        if spec.real:
+            atoms = [("real", name, param)]
+        elif spec.axis == "Z":
+            atoms = [("phase", param, 0.0)]
+        elif spec.axis == "X":
+            atoms = [("phase", None, math.pi / 2), ("real", "RY", param),
+                     ("phase", None, -math.pi / 2)]
+        else:  # pragma: no cover - every complex gate of the table is RX or RZ today
+            return None
+        for kind, a, b in atoms:
+            if kind == "phase":
+                (left if real else right).append((a, b))
+                continue
+            if left:
+                turn = sum(c for _, c in left) / (2 * math.pi)
+                if any(p is not None for p, _ in left) or abs(turn - round(turn)) > 1e-12:
+                    return None
+                left = []
+            real.append((a, b))
+    return right, real, left
+
+
 class _Program:
     """A plan as kernel instructions (see :func:`kernels.general_forward`): one matrix
     per wire of each one-qubit segment, one signed permutation per run of two-qubit
     gates (a sign vector when the run is diagonal: CZs alone), and the circuit's X/CNOT
     tail as a last permutation (then every wire's ⟨Z⟩ is read by folding |ψ|², 2·2^n
-    additions, instead of from a 2^n × m table)."""
+    additions, instead of from a 2^n × m table).
+
+    A complex segment whose wires' runs are RZ·(real gates)·RZ (:func:`euler_split`: Rot,
+    RX, RY then RZ, …) runs as one phase instruction for every wire's right RZ, a real
+    matrix per wire on the complex state, and one phase instruction for the left RZs:
+    half the arithmetic of complex matrices forward and backward, and a phase's backward
+    gives every wire's angle gradient in one fold. A phase with only permutations and
+    phases after it changes no |ψ|² and is dropped. Wires that do not split keep their
+    complex matrix; a segment with fewer than two splitting wires stays as it was.
+    """
 
     def __init__(self, plan: Plan, dtype: torch.dtype):
         rows, self.locals, tables = [], [], []
+        self._phase_terms: list[list[list[_Term]]] = []  # per table, per wire
         count = 0
         n = plan.n
         identity = torch.arange(2**n)
+        flat_shape = (math.prod(plan.shape),)
 
         def permutation(index: torch.Tensor, sign: torch.Tensor | None) -> None:
             if torch.equal(index, identity):
@@ -156,20 +223,60 @@ class _Program:
                 rows.append((kernels.OP_PERM, 0, len(tables)))
             tables.append((index, sign))
 
+        def matrices(local: Local, kind: int) -> None:
+            nonlocal count
+            rows.extend((kind, w, count + i) for i, w in enumerate(local.wires))
+            self.locals.append(local)
+            count += len(local.wires)
+
+        def phase(terms: dict[int, list[_Term]]) -> None:
+            if any(terms.values()):
+                rows.append((kernels.OP_PHASE, 0, len(self._phase_terms)))
+                self._phase_terms.append([terms.get(w, []) for w in range(n)])
+
         for segment in plan.body:
-            if isinstance(segment, Local):
-                kind = kernels.OP_REAL if segment.real else kernels.OP_COMPLEX
-                rows += [(kind, w, count + i) for i, w in enumerate(segment.wires)]
-                self.locals.append(segment)
-                count += len(segment.wires)
-            else:
+            if not isinstance(segment, Local):
                 permutation(*signed_permutation(n, segment.ops))
+                continue
+            if segment.real:
+                matrices(segment, kernels.OP_REAL)
+                continue
+            sequences = wire_sequences(segment)
+            splits = {w: euler_split(seq) for w, seq in sequences.items()}
+            if sum(split is not None for split in splits.values()) < 2:
+                matrices(segment, kernels.OP_COMPLEX)
+                continue
+            phase({w: split[0] for w, split in splits.items() if split is not None})
+            real = [Op(name, (w,), None if p is None else (p,))
+                    for w, split in splits.items() if split is not None for name, p in split[1]]
+            if real:
+                matrices(local_from(real, flat_shape), kernels.OP_REAL)
+            rest = [Op(name, (w,), None if p is None else (p,))
+                    for w, split in splits.items() if split is None
+                    for name, p in sequences[w]]
+            if rest:
+                matrices(local_from(rest, flat_shape), kernels.OP_COMPLEX)
+            phase({w: split[2] for w, split in splits.items() if split is not None})
         if plan.tail_perm:
             permutation(*signed_permutation(n, plan.tail_perm))
+        # Phases after the last matrix only change phases: |ψ|² is the same without them.
+        last_matrix = max((i for i, row in enumerate(rows)
+                           if row[0] in (kernels.OP_REAL, kernels.OP_COMPLEX)), default=-1)
+        rows = [row for i, row in enumerate(rows)
+                if row[0] != kernels.OP_PHASE or i < last_matrix]
+        kept = [row[2] for row in rows if row[0] == kernels.OP_PHASE]
+        self._phase_terms = [self._phase_terms[t] for t in kept]
+        renumber = {t: i for i, t in enumerate(kept)}
+        rows = [(k, w, renumber[t]) if k == kernels.OP_PHASE else (k, w, t) for k, w, t in rows]
         self.prog = np.array(rows, dtype=np.int64).reshape(-1, 3)
-        hits = np.flatnonzero(self.prog[:, 0] == kernels.OP_COMPLEX)
+        kinds = self.prog[:, 0]
+        hits = np.flatnonzero((kinds == kernels.OP_COMPLEX) | (kinds == kernels.OP_PHASE))
         self.first_complex = int(hits[0]) if len(hits) else len(rows)
-        self.complex = bool(len(hits))
+        self.complex = bool((kinds == kernels.OP_COMPLEX).any())
+        self.phase_grad = np.array(
+            [any(p is not None for terms in table for p, _ in terms)
+             for table in self._phase_terms] or [0], np.int8)
+        self._phase_map = self._phase_linear_map(n, flat_shape[0])
         dim = 2**n
         np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
         self.perms = np.zeros((max(len(tables), 1), dim), np.int64)
@@ -178,6 +285,20 @@ class _Program:
             self.perms[i] = index.numpy()
             if sign is not None:
                 self.signs[i] = sign.numpy()
+
+    def _phase_linear_map(self, n: int, params: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(A [T·n, P], c [T·n])``: the phase angles are ``A @ weights + c``."""
+        if not self._phase_terms:
+            return None
+        a = torch.zeros(len(self._phase_terms) * n, params, dtype=torch.float64)
+        c = torch.zeros(len(self._phase_terms) * n, dtype=torch.float64)
+        for t, table in enumerate(self._phase_terms):
+            for w, terms in enumerate(table):
+                for param, constant in terms:
+                    if param is not None:
+                        a[t * n + w, param] += 1
+                    c[t * n + w] += constant
+        return a, c
 
     def matrices(self, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[M, 2, 2, 2]``: the fused matrices, (real, imaginary) on the last axis."""
@@ -190,16 +311,24 @@ class _Program:
         cplx = torch.cat([m.to(complex_dtype(dtype)) for m in mats])
         return torch.view_as_real(cplx.contiguous())
 
+    def phases(self, weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``[T, n]``: the RZ angle of every wire in each phase instruction (None: none)."""
+        if self._phase_map is None:
+            return None
+        a, c = self._phase_map
+        angles = a.to(dtype) @ weights.reshape(-1).to(dtype) + c.to(dtype)
+        return angles.reshape(len(self._phase_terms), -1)
+
 
 class _EncodedGeneral(torch.autograd.Function):
     """⟨Z⟩ of the measured wires for any supported circuit on
     ``amplitude_encode(features)``, by the general kernel."""
 
     @staticmethod
-    def forward(ctx, features, mats, n, program, wires):
+    def forward(ctx, features, mats, phases, n, program, wires):
         result = kernels.general_forward(
             features, n, program.prog, program.first_complex, mats, program.perms,
-            program.signs,
+            program.signs, phases,
         )
         if result is None:
             raise _Declined
@@ -207,6 +336,7 @@ class _EncodedGeneral(torch.autograd.Function):
         ctx.save_for_backward(mats)
         ctx.saved, ctx.n, ctx.program, ctx.wires = saved, n, program, wires
         ctx.n_features = features.shape[1]
+        ctx.phase_dtype = None if phases is None else phases.dtype
         return select_wires(z_all, wires)
 
     @staticmethod
@@ -216,11 +346,12 @@ class _EncodedGeneral(torch.autograd.Function):
         program = ctx.program
         dtype = torch.from_numpy(ctx.saved[0][:0]).dtype
         gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)
-        grad, grad_mats = kernels.general_backward(
+        grad, grad_mats, grad_phases = kernels.general_backward(
             ctx.saved, ctx.n_features, ctx.n, program.prog, program.first_complex, mats,
-            program.perms, program.signs, gz,
+            program.perms, program.signs, gz, program.phase_grad,
         )
-        return grad, grad_mats.to(mats.dtype), None, None, None
+        grad_phases = None if ctx.phase_dtype is None else grad_phases.to(ctx.phase_dtype)
+        return grad, grad_mats.to(mats.dtype), grad_phases, None, None, None
 
 
 def _program(plan: Plan, dtype: torch.dtype) -> _Program:
@@ -264,6 +395,7 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             return _EncodedLayer.apply(features, mats, n, plan.signs_t(dtype))
         program = _program(plan, dtype)
         mats = program.matrices(weights, dtype)
-        return _EncodedGeneral.apply(features, mats, n, program, wires)
+        phases = program.phases(weights, dtype)
+        return _EncodedGeneral.apply(features, mats, phases, n, program, wires)
     except _Declined:
         return None

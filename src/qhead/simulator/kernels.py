@@ -41,12 +41,14 @@ except ImportError:  # pragma: no cover - exercised only where numba is missing
 
 __all__ = [
     "KernelThreadWarning",
+    "Lease",
     "available",
     "enabled",
     "encoded_layer_backward",
     "encoded_layer_forward",
     "encoded_zx_backward",
     "encoded_zx_forward",
+    "free_buffers",
     "general_backward",
     "general_forward",
     "set_enabled",
@@ -599,8 +601,10 @@ if numba is not None:
 # array: kind, wire, table index): a real or complex one-qubit matrix on a wire
 # (mats[index]), a signed permutation of the basis (perms[index], signs[index]: a run of
 # CNOTs and CZs, or the X/CNOT tail of the circuit), or a diagonal ±1 (signs[index]: a run
-# of CZs alone, which permutes nothing).
-OP_REAL, OP_COMPLEX, OP_PERM, OP_SIGN = 0, 1, 2, 3
+# of CZs alone, which permutes nothing), or a diagonal phase (phase tables [index]: the
+# RZ angles of every wire of a layer at once, ψ_j ← e^{−iφ_j/2}ψ_j with
+# φ_j = Σ_w β_w (1 − 2·bit_w(j)); its backward gives ∂L/∂β for every wire in one fold).
+OP_REAL, OP_COMPLEX, OP_PERM, OP_SIGN, OP_PHASE = 0, 1, 2, 3, 4
 
 #: Examples the general kernel evolves together, interleaved (see :func:`general_forward`).
 LANES = 16
@@ -743,6 +747,48 @@ if numba is not None:
                 o[i] *= s
 
     @_inline
+    def _lane_phase(re, im, pr, pi, lanes, real_before):
+        """(re, im)[j] ← (pr + i·pi)[j]·(re, im)[j] for every example of the group (one
+        phase per amplitude, shared by the lanes); with ``real_before`` the imaginary
+        parts are taken as zero (the first complex instruction)."""
+        for j in range(pr.shape[0]):
+            c, t = pr[j], pi[j]
+            a = re[j * lanes : (j + 1) * lanes]
+            b = im[j * lanes : (j + 1) * lanes]
+            if real_before:
+                for i in range(lanes):
+                    x = a[i]
+                    a[i] = x * c
+                    b[i] = x * t
+            else:
+                for i in range(lanes):
+                    x, y = a[i], b[i]
+                    a[i] = x * c - y * t
+                    b[i] = x * t + y * c
+
+    @_inline
+    def _lane_unphase(sr, si, lr, li, pr, pi, lanes, u, with_grad):
+        """Un-applies a phase to the state (sr, si) and to λ (lr, li) in place; with
+        ``with_grad``, first u_j = Σ_lanes Im(conj(λ_j)·ψ_j) (the same before and after:
+        both carry the phase)."""
+        for j in range(pr.shape[0]):
+            c, t = pr[j], pi[j]
+            lo, hi = j * lanes, (j + 1) * lanes
+            a, b, x, y = sr[lo:hi], si[lo:hi], lr[lo:hi], li[lo:hi]
+            if with_grad:
+                acc = c - c
+                for i in range(lanes):
+                    acc += x[i] * b[i] - y[i] * a[i]
+                u[j] = acc
+            for i in range(lanes):
+                p, q = a[i], b[i]
+                a[i] = p * c + q * t
+                b[i] = q * c - p * t
+                p, q = x[i], y[i]
+                x[i] = p * c + q * t
+                y[i] = q * c - p * t
+
+    @_inline
     def _to_lane(row, state, lane, lanes):
         for j in range(row.shape[0]):
             state[j * lanes + lane] = row[j]
@@ -784,7 +830,8 @@ if numba is not None:
             size *= 2
 
     @_inline
-    def _group_forward(n, lanes, prog, first_complex, mats, perms, signs, s, si, t, ti):
+    def _group_forward(n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
+                       s, si, t, ti):
         """Runs ``prog`` on the group's real state ``s`` (lane layout); returns the arrays
         holding the final state's real and imaginary parts (the latter meaningful only
         when the program has a complex instruction). si, t, ti are scratch."""
@@ -792,6 +839,11 @@ if numba is not None:
         cur_i, other_i = si, ti
         for g in range(prog.shape[0]):
             kind = prog[g, 0]
+            if kind == 4:
+                table = prog[g, 2]
+                _lane_phase(cur, cur_i, phase_r[table], phase_i[table], lanes,
+                            g == first_complex)
+                continue
             if kind == 2:
                 index, sign = perms[prog[g, 2]], signs[prog[g, 2]]
                 _lane_permute(cur, other, index, sign, lanes)
@@ -988,11 +1040,13 @@ if numba is not None:
                 _add_complex_grad(gm, r)
 
     @_inline
-    def _group_backward(n, lanes, prog, first_complex, mats, perms, signs, gm, bufs):
+    def _group_backward(n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
+                        phase_grad, gm, gp, bufs, u, u2, fold):
         """Adjoint sweep for one group (lane layout) from the final state in bufs[0] (re)
         and bufs[2] (im) and λ = ∂L/∂ψ* in bufs[4] (re) and bufs[6] (im): un-applies every
-        instruction to the state and to λ, adding ∂L/∂mats to gm. Returns the arrays
-        holding (ψ₀, Re λ₀)."""
+        instruction to the state and to λ, adding ∂L/∂mats to gm and ∂L/∂β of the phase
+        tables that ``phase_grad`` marks to gp. u, u2 (2^n) and fold (n) are scratch.
+        Returns the arrays holding (ψ₀, Re λ₀)."""
         s, s2, si, si2, lam, lam2, li, li2 = (
             bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], bufs[5], bufs[6], bufs[7]
         )
@@ -1000,6 +1054,19 @@ if numba is not None:
         is_complex = first_complex < count
         for g in range(count - 1, -1, -1):
             kind = prog[g, 0]
+            if kind == 4:
+                table = prog[g, 2]
+                with_grad = phase_grad[table] != 0
+                _lane_unphase(s, si, lam, li, phase_r[table], phase_i[table], lanes, u,
+                              with_grad)
+                if with_grad:
+                    # ∂L/∂β_w = ½ Σ_j (1 − 2·bit_w(j))·u_j: one fold for every wire
+                    _z_fold(u, u2, n, fold)
+                    for w in range(n):
+                        gp[table, w] += 0.5 * fold[w]
+                if g == first_complex:
+                    is_complex = False
+                continue
             if kind == 3:
                 sign = signs[prog[g, 2]]
                 _lane_sign(s, sign, lanes)
@@ -1062,8 +1129,8 @@ if numba is not None:
         return lanes
 
     @_jit
-    def _general_rows(feats, n, prog, first_complex, mats, perms, signs, out, norms, work_r,
-                      work_i, row, row2, b0, b1, b2, b3):
+    def _general_rows(feats, n, prog, first_complex, mats, perms, signs, phase_r, phase_i,
+                      out, norms, work_r, work_i, row, row2, b0, b1, b2, b3):
         dim = 1 << n
         complex_ = first_complex < prog.shape[0]
         batch = feats.shape[0]
@@ -1078,8 +1145,8 @@ if numba is not None:
                 if norms[b] < 0:
                     return
                 _to_lane(row, s, lane, lanes)
-            re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs, s, si,
-                                    t, ti)
+            re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs,
+                                    phase_r, phase_i, s, si, t, ti)
             for lane in range(lanes):
                 b = start + lane
                 fin = work_r[b]
@@ -1096,11 +1163,13 @@ if numba is not None:
             start += lanes
 
     @_jit
-    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs, gout,
-                           norms, grad, gm, row, row2, c0, c1, c2, c3, c4, c5, c6, c7):
+    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs,
+                           phase_r, phase_i, phase_grad, gout, norms, grad, gm, gp, row, row2,
+                           c0, c1, c2, c3, c4, c5, c6, c7):
         dim = 1 << n
         complex_ = first_complex < prog.shape[0]
         batch = work_r.shape[0]
+        fold = np.empty(n, row.dtype)
         start = 0
         while start < batch:
             lanes = _group_size(batch - start, LANES_BACKWARD)
@@ -1120,8 +1189,10 @@ if numba is not None:
                         si[j * lanes + lane] = fin_i[j]
                         li[j * lanes + lane] = row[j] * fin_i[j]
             psi, lam0 = _group_backward(
-                n, lanes, prog, first_complex, mats, perms, signs, gm,
+                n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
+                phase_grad, gm, gp,
                 (s, c1[:size], si, c3[:size], lam, c5[:size], li, c7[:size]),
+                row, row2, fold,
             )
             for lane in range(lanes):
                 b = start + lane
@@ -1144,10 +1215,89 @@ class _Rows:
 
 
 class _Scratch:
-    """An argument of :func:`_run_split` that is a fresh buffer for each chunk."""
+    """An argument of :func:`_run_split`: a scratch buffer of its own for each chunk
+    (from :data:`_BUFFERS`, given back when the chunk is done)."""
 
     def __init__(self, size: int, dtype):
         self.size, self.dtype = size, dtype
+
+
+class _BufferPool:
+    """Large arrays kept between kernel calls instead of allocated afresh each time.
+
+    A multi-MiB ``np.empty`` is a fresh mmap, so every call paid a page fault and the
+    kernel's zeroing for each 4 KiB page it touched: 16–40 MiB of scratch and saved
+    states per call at batch 32, n = 15 (measured, session 22: the general kernel's
+    forward of 15 complex gates 7.5 → 4.8 ms with the scratch reused, its backward
+    17 → 13 ms). Buffers are handed out by (size, dtype), uninitialised, and come back
+    when the chunk (scratch) or the autograd node (:class:`Lease`) is done with them; at
+    most :attr:`max_idle_bytes` wait idle, the rest is freed.
+    """
+
+    def __init__(self, max_idle_bytes: int):
+        self.max_idle_bytes = max_idle_bytes
+        self._idle: dict[tuple[int, np.dtype], list[np.ndarray]] = {}
+        self._idle_bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int, dtype) -> np.ndarray:
+        """A 1-D array of ``size`` values (contents undefined)."""
+        key = (size, np.dtype(dtype))
+        with self._lock:
+            stack = self._idle.get(key)
+            if stack:
+                buffer = stack.pop()
+                self._idle_bytes -= buffer.nbytes
+                return buffer
+        return np.empty(size, dtype)
+
+    def give(self, buffer: np.ndarray) -> None:
+        """Takes back a buffer from :meth:`take` (the caller no longer uses it)."""
+        with self._lock:
+            if self._idle_bytes + buffer.nbytes <= self.max_idle_bytes:
+                self._idle.setdefault((buffer.size, buffer.dtype), []).append(buffer)
+                self._idle_bytes += buffer.nbytes
+
+    def idle_bytes(self) -> int:
+        return self._idle_bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._idle.clear()
+            self._idle_bytes = 0
+
+
+#: The kernels' buffers (256 MiB idle at most: a batch of 256 at n = 15 needs ~100 MiB).
+_BUFFERS = _BufferPool(256 << 20)
+
+
+def free_buffers() -> int:
+    """Frees the buffers the kernels keep for their next call; returns the bytes freed."""
+    freed = _BUFFERS.idle_bytes()
+    _BUFFERS.clear()
+    return freed
+
+
+class Lease:
+    """Arrays from the kernels' buffer pool that stay valid as long as this object lives
+    (an autograd node keeps it between the forward and the backward) and go back to the
+    pool when it is collected. Keep the lease, not only the arrays."""
+
+    def __init__(self):
+        self._buffers: list[np.ndarray] = []
+
+    def array(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An uninitialised array of ``shape`` owned by this lease."""
+        buffer = _BUFFERS.take(int(np.prod(shape)), dtype)
+        self._buffers.append(buffer)
+        return buffer.reshape(shape)
+
+    def __del__(self):
+        buffers, self._buffers = self._buffers, []
+        pool = globals().get("_BUFFERS")  # None-safe at interpreter shutdown
+        if pool is not None:
+            for buffer in buffers:
+                pool.give(buffer)
 
 
 class _PerChunk:
@@ -1195,7 +1345,7 @@ def _threads(batch: int) -> int:
 def _run_split(kernel, batch: int, *args) -> None:
     """Runs ``kernel`` on contiguous row chunks of the batch, one per torch thread.
 
-    ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become a fresh buffer,
+    ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become a pool buffer,
     ``_PerChunk`` ones give the chunk its own entry, anything else is passed as is. The
     kernels release the GIL, so the chunks run in parallel in a small thread pool.
     """
@@ -1205,13 +1355,19 @@ def _run_split(kernel, batch: int, *args) -> None:
 
     def job(i: int) -> None:
         lo, hi = bounds[i], bounds[i + 1]
-        kernel(*(
-            a.array[lo:hi] if isinstance(a, _Rows)
-            else np.empty(a.size, a.dtype) if isinstance(a, _Scratch)
-            else a.array[i] if isinstance(a, _PerChunk)
-            else a
-            for a in args
-        ))
+        scratch = [_BUFFERS.take(a.size, a.dtype) for a in args if isinstance(a, _Scratch)]
+        buffers = iter(scratch)
+        try:
+            kernel(*(
+                a.array[lo:hi] if isinstance(a, _Rows)
+                else next(buffers) if isinstance(a, _Scratch)
+                else a.array[i] if isinstance(a, _PerChunk)
+                else a
+                for a in args
+            ))
+        finally:
+            for buffer in scratch:
+                _BUFFERS.give(buffer)
 
     if threads == 1:
         job(0)
@@ -1329,7 +1485,7 @@ def encoded_zx_backward(
 
 def encoded_layer_forward(
     features: torch.Tensor, n: int, mats: torch.Tensor, signs_t: np.ndarray
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, Lease] | None:
     """``signsᵀ |(⊗_w mats[w]) ψ|²`` per row, ψ = ``amplitude_encode(features, n)``.
 
     Args:
@@ -1341,13 +1497,15 @@ def encoded_layer_forward(
             the dtype of ``features``.
 
     Returns:
-        ``(out [B, m], evolved states [B, 2^n], norms [B])``, or ``None`` when some
-        row needs the torch encoder (see :func:`encoded_zx_forward`).
+        ``(out [B, m], evolved states [B, 2^n], norms [B], lease)``, or ``None`` when
+        some row needs the torch encoder (see :func:`encoded_zx_forward`). The states'
+        memory belongs to ``lease`` (:class:`Lease`): keep it as long as the states.
     """
     batch = features.shape[0]
     feats = _as_array(features)
     out = np.empty((batch, signs_t.shape[0]), feats.dtype)
-    work = np.empty((batch, 2**n), feats.dtype)
+    lease = Lease()
+    work = lease.array((batch, 2**n), feats.dtype)
     norms = np.zeros(batch)
     _run_split(
         _encoded_layer_rows, batch, _Rows(feats), n, _as_array(mats, feats), signs_t,
@@ -1355,7 +1513,7 @@ def encoded_layer_forward(
     )
     if not (norms >= 0).all():
         return None
-    return torch.from_numpy(out), work, norms
+    return torch.from_numpy(out), work, norms, lease
 
 
 def encoded_layer_backward(
@@ -1380,10 +1538,10 @@ def encoded_layer_backward(
 
 def general_forward(
     features: torch.Tensor, n: int, prog: np.ndarray, first_complex: int, mats: torch.Tensor,
-    perms: np.ndarray, signs: np.ndarray,
-) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
-    """⟨Z_k⟩ of every wire k after any program of one-qubit matrices and signed
-    permutations.
+    perms: np.ndarray, signs: np.ndarray, phases: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, tuple] | None:
+    """⟨Z_k⟩ of every wire k after any program of one-qubit matrices, signed
+    permutations and diagonal phases.
 
     The rows are evolved in groups of up to :data:`LANES` examples, interleaved
     (``state[j·L + l]`` is amplitude j of example l): a gate on wire w then combines
@@ -1399,56 +1557,102 @@ def general_forward(
         prog: ``[G, 3]`` int64 instructions ``(kind, wire, table index)`` applied in
             order: :data:`OP_REAL` / :data:`OP_COMPLEX`, the matrix ``mats[index]`` on
             ``wire``; :data:`OP_PERM`, ``ψ'[j] = signs[index, j]·ψ[perms[index, j]]``;
-            :data:`OP_SIGN`, ``ψ'[j] = signs[index, j]·ψ[j]``.
-        first_complex: index of the first :data:`OP_COMPLEX` instruction (G if none);
-            before it the state is real and evolved in real arithmetic.
+            :data:`OP_SIGN`, ``ψ'[j] = signs[index, j]·ψ[j]``; :data:`OP_PHASE`,
+            ``ψ'[j] = exp(−i/2·Σ_w phases[index, w]·(1 − 2·bit_w(j)))·ψ[j]`` (RZ(β_w) on
+            every wire w at once).
+        first_complex: index of the first :data:`OP_COMPLEX` or :data:`OP_PHASE`
+            instruction (G if none); before it the state is real and evolved in real
+            arithmetic.
         mats: ``[M, 2, 2, 2]`` matrices, last axis (real, imaginary) part.
         perms: ``[P, 2^n]`` int64 gather indices; ``signs``: ``[P, 2^n]`` ±1 in the
             features' dtype.
+        phases: ``[T, n]`` RZ angles of the phase instructions (None: there are none).
 
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`general_backward` needs (the
-        final states and the norms), or ``None`` when some row needs the torch encoder
-        (see :func:`encoded_zx_forward`).
+        final states, the norms and the :class:`Lease` that owns the states' memory:
+        keep the whole tuple), or ``None`` when some row needs the torch encoder (see
+        :func:`encoded_zx_forward`).
     """
     batch = features.shape[0]
     feats = _as_array(features)
     dim = 2**n
     complex_ = first_complex < prog.shape[0]
     out = np.empty((batch, n), feats.dtype)
-    work_r = np.empty((batch, dim), feats.dtype)
-    work_i = np.empty((batch, dim if complex_ else 1), feats.dtype)
+    lease = Lease()
+    work_r = lease.array((batch, dim), feats.dtype)
+    work_i = lease.array((batch, dim if complex_ else 1), feats.dtype)
     norms = np.zeros(batch)
     lanes = min(LANES, batch)
+    phase_r, phase_i = _phase_tables(phases, n, feats.dtype)
     _run_split(
         _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
-        perms, signs, _Rows(out), _Rows(norms), _Rows(work_r), _Rows(work_i),
-        _Scratch(dim, feats.dtype), _Scratch(dim, feats.dtype),
+        perms, signs, phase_r, phase_i, _Rows(out), _Rows(norms), _Rows(work_r),
+        _Rows(work_i), _Scratch(dim, feats.dtype), _Scratch(dim, feats.dtype),
         *(_Scratch(dim * lanes, feats.dtype) for _ in range(4)),
     )
     if not (norms >= 0).all():
         return None
-    return torch.from_numpy(out), (work_r, work_i, norms)
+    return torch.from_numpy(out), (work_r, work_i, norms, lease, phase_r, phase_i)
+
+
+def _phase_tables(phases: torch.Tensor | None, n: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``[T, 2^n]`` real and imaginary parts of exp(−i/2·Σ_w β_w (1 − 2·bit_w(j))) for the
+    angles ``phases`` ``[T, n]`` (one dummy row when there are none)."""
+    if phases is None or phases.shape[0] == 0:
+        return np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
+    angles = phases.detach().to(torch.float64).numpy()
+    real = np.empty((angles.shape[0], 2**n), np.float64)
+    imag = np.empty_like(real)
+    _build_phase_tables(angles, real, imag)
+    return real.astype(dtype), imag.astype(dtype)
+
+
+if numba is not None:
+
+    @_jit
+    def _build_phase_tables(angles, real, imag):
+        """Kronecker products of diag(e^{−iβ/2}, e^{iβ/2}) over the wires, wire 0 the most
+        significant bit, by doubling (2^n complex products per table)."""
+        for t in range(angles.shape[0]):
+            re, im = real[t], imag[t]
+            re[0], im[0] = 1.0, 0.0
+            size = 1
+            for w in range(angles.shape[1]):
+                c, s = np.cos(0.5 * angles[t, w]), np.sin(0.5 * angles[t, w])
+                for i in range(size - 1, -1, -1):
+                    a, b = re[i], im[i]
+                    re[2 * i], im[2 * i] = a * c + b * s, b * c - a * s
+                    re[2 * i + 1], im[2 * i + 1] = a * c - b * s, b * c + a * s
+                size *= 2
 
 
 def general_backward(
-    saved: tuple[np.ndarray, np.ndarray, np.ndarray], n_features: int, n: int,
-    prog: np.ndarray, first_complex: int, mats: torch.Tensor, perms: np.ndarray,
-    signs: np.ndarray, gz: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    saved: tuple, n_features: int, n: int, prog: np.ndarray, first_complex: int,
+    mats: torch.Tensor, perms: np.ndarray, signs: np.ndarray, gz: torch.Tensor,
+    phase_grad: np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``Σ gz·z`` (:func:`general_forward`, ``saved`` its second output,
-    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (zero for all-zero rows) and
-    ``mats`` ``[M, 2, 2, 2]``, by the adjoint method: one backward sweep un-applies
-    every instruction to the final state and to ∂L/∂ψ, memory O(2^n) per thread."""
-    work_r, work_i, norms = saved
+    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (zero for all-zero rows), ``mats``
+    ``[M, 2, 2, 2]`` and the phase angles ``[T, n]`` (zero for the tables that
+    ``phase_grad`` ``[T]`` marks 0: constant ones), by the adjoint method: one backward
+    sweep un-applies every instruction to the final state and to ∂L/∂ψ, memory O(2^n)
+    per thread."""
+    work_r, work_i, norms, _, phase_r, phase_i = saved
     batch, dim = work_r.shape
     mats_np = _as_array(mats, work_r)
+    tables = phase_r.shape[0]
+    if phase_grad is None:
+        phase_grad = np.ones(tables, np.int8)
     grad = np.empty((batch, n_features), work_r.dtype)
     gm = np.zeros((_threads(batch), *mats_np.shape), work_r.dtype)
+    gp = np.zeros((_threads(batch), tables, n), work_r.dtype)
     _run_split(
         _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
-        mats_np, perms, signs, _Rows(_as_array(2 * gz, work_r)), _Rows(norms), _Rows(grad),
-        _PerChunk(gm), _Scratch(dim, work_r.dtype), _Scratch(dim, work_r.dtype),
+        mats_np, perms, signs, phase_r, phase_i, phase_grad, _Rows(_as_array(2 * gz, work_r)),
+        _Rows(norms), _Rows(grad), _PerChunk(gm), _PerChunk(gp), _Scratch(dim, work_r.dtype),
+        _Scratch(dim, work_r.dtype),
         *(_Scratch(dim * min(LANES_BACKWARD, batch), work_r.dtype) for _ in range(8)),
     )
-    return torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0))
+    return (torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0)),
+            torch.from_numpy(gp.sum(axis=0)))

@@ -40,6 +40,7 @@ __all__ = [
     "compile_plan",
     "fused_matrices",
     "index_tensor",
+    "local_from",
     "per_wire",
     "signed_permutation",
 ]
@@ -140,7 +141,8 @@ class Plan:
         return None
 
 
-def _local_from(ops: Sequence[Op], shape: tuple[int, ...]) -> Local:
+def local_from(ops: Sequence[Op], shape: tuple[int, ...]) -> Local:
+    """A :class:`Local` of one-qubit gates (any wires; each wire keeps its order)."""
     per_wire: dict[int, list[Op]] = {}
     for op in ops:
         per_wire.setdefault(op.wires[0], []).append(op)
@@ -201,19 +203,19 @@ def compile_plan(
         kept = [op for op in ops[:cut] if op.wires[0] in wires] + [
             op for op in ops[cut:] if op.wires[0] in wires and op.name == "X"
         ]
-        product = _local_from(kept, shape) if kept else Local([], [], True)
+        product = local_from(kept, shape) if kept else Local([], [], True)
     body: list[Local | Classical] = []
     run: list[Op] = []
     run_two = False
     for op in body_ops:
         two = GATES[op.name].n_wires == 2
         if run and run_two != two:
-            body.append(Classical(tuple(run)) if run_two else _local_from(run, shape))
+            body.append(Classical(tuple(run)) if run_two else local_from(run, shape))
             run = []
         run.append(op)
         run_two = two
     if run:
-        body.append(Classical(tuple(run)) if run_two else _local_from(run, shape))
+        body.append(Classical(tuple(run)) if run_two else local_from(run, shape))
     used = [op for op in body_ops if op.param is not None]
     if product is not None:
         used = [op for s in product.slots for _, p in s.values() if p for op in p]
