@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from qhead.errors import QheadError
+from qhead.memory import keep_freed_memory
 
 # module name -> sub-command name(s) it registers (modules may register several).
 COMMANDS: tuple[str, ...] = (
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_freed_memory()  # the command owns its process (see qhead.memory)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
