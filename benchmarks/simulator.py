@@ -96,14 +96,20 @@ def layer_timings(layer, x: torch.Tensor, repeats: int, warmup: int):
     return timed(forward, repeats, warmup), timed(forward_backward, repeats, warmup)
 
 
-def kernel_flops(head: AEVQC) -> float | None:
-    """Floating-point operations per example, forward + backward, of the general kernel's
-    program for ``head`` (after fusion and folding), or None for the specialised kernels.
+def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
+    """``(flops, bytes)`` per example, forward + backward, of the general kernel's program
+    for ``head`` (after fusion, folding and the Euler split), or None for the specialised
+    kernels.
 
-    Per 2^n amplitudes: a real 2×2 matrix costs 3 flops forward and 10 backward (the state
-    and λ un-applied, four dot products), on a complex state twice that; a complex matrix 14
-    and 44; a signed permutation or a sign vector 1 and 2 per real array; encoding,
-    measurement and the encoding's backward about 12 in all.
+    Per amplitude, float32. Flops: a real 2×2 matrix costs 3 forward and 10 backward (the
+    state and λ un-applied, four dot products), on a complex state twice that; a complex
+    matrix 14 and 44; a phase 6 forward (2 on a real state) and 12 backward (the state
+    and λ), plus 4 for its angle gradient; a signed permutation or a sign vector 1 and 2
+    per real array; encoding, measurement and the encoding's backward about 12 in all.
+    Bytes (each pass reads and writes its arrays: 4 B per real array per amplitude): any
+    instruction moves the state's arrays forward (8 B real, 16 B complex) and the state's
+    and λ's backward (16 B, 32 B); encoding, lane conversions, measurement, the saved
+    states and the feature gradient about 100 B in all.
     """
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
@@ -113,16 +119,21 @@ def kernel_flops(head: AEVQC) -> float | None:
     if cpu_kernels.kernel_for(plan) != "general":
         return None
     program = cpu_kernels._program(plan, torch.float32)
-    per_amp = 12.0
-    for g, (kind, _, _) in enumerate(program.prog):
+    flops, moved = 12.0, 100.0
+    for g, (kind, _, table) in enumerate(program.prog):
         complex_state = g >= program.first_complex
+        parts = 2 if complex_state else 1
+        moved += 24 * parts
         if kind == kernels.OP_REAL:
-            per_amp += 13 * (2 if complex_state else 1)
+            flops += 13 * parts
         elif kind == kernels.OP_COMPLEX:
-            per_amp += 58
-        elif kind in (kernels.OP_PERM, kernels.OP_SIGN):
-            per_amp += 3 * (2 if complex_state else 1)
-    return per_amp * 2**head.n_qubits
+            flops += 58
+        elif kind == kernels.OP_PHASE:
+            flops += (2 if g == program.first_complex else 6) + 12
+            flops += 4 * int(program.phase_grad[table])
+        else:  # OP_PERM, OP_SIGN
+            flops += 3 * parts
+    return flops * 2**head.n_qubits, moved * 2**head.n_qubits
 
 
 def _cell(t) -> str:
@@ -130,12 +141,13 @@ def _cell(t) -> str:
 
 
 def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool,
-                 peak: float) -> list[str]:
-    """The main table; for the general kernel's circuits also the arithmetic: Mflop per
-    example (fwd+bwd) and the speed-up over default.qubit the measured peak would allow."""
+                 peak: float, bandwidth: float) -> list[str]:
+    """The main table; for the general kernel's circuits also the arithmetic: Mflop and
+    MB moved per example (fwd+bwd, :func:`kernel_cost`) and the speed-ups over
+    default.qubit that the measured matmul peak and streaming bandwidth would allow."""
     header = "| circuit | pass | qhead ms (CPU ms) |"
     header += " default.qubit ms (CPU ms) | × (CPU ×) |" if pennylane else ""
-    header += " Mflop/example | × at peak |" if pennylane else ""
+    header += " Mflop/example | × at peak | MB/example | × at bandwidth |" if pennylane else ""
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     print(lines[0] + "\n" + lines[1], flush=True)
     for name in names:
@@ -154,12 +166,15 @@ def ansatz_table(names, layer_counts, x, repeats, pl_repeats, pennylane: bool,
                     ratio = theirs[i][0] / mine[i][0]
                     cpu_ratio = theirs[i][1] / max(mine[i][1], 1e-9)
                     row += f" {_cell(theirs[i])} | {ratio:.0f}× ({cpu_ratio:.0f}×) |"
-                    flops = kernel_flops(ours) if i == 1 else None
-                    if flops is None:
-                        row += " | |"
+                    cost = kernel_cost(ours) if i == 1 else None
+                    if cost is None:
+                        row += " | | | |"
                     else:
-                        floor_ms = flops * BATCH / (peak * 1e9) * 1e3
-                        row += f" {flops / 1e6:.0f} | {theirs[i][0] / floor_ms:.0f}× |"
+                        flops, moved = cost
+                        flop_ms = flops * BATCH / (peak * 1e9) * 1e3
+                        byte_ms = moved * BATCH / (bandwidth * 1e9) * 1e3
+                        row += (f" {flops / 1e6:.0f} | {theirs[i][0] / flop_ms:.0f}× |"
+                                f" {moved / 1e6:.0f} | {theirs[i][0] / byte_ms:.0f}× |")
                 lines.append(row)
             print(lines[-2] + "\n" + lines[-1], flush=True)
     return lines
@@ -173,6 +188,15 @@ def _template_qnode(qml, device, template):
         return [qml.expval(qml.PauliZ(w)) for w in range(N_QUBITS)]
 
     return circuit
+
+
+def stream_gbps(repeats: int = 30) -> float:
+    """Measured rate (GB/s, read + write) of an in-place update of 8 MiB of float32 on all
+    threads: the bandwidth available to passes over groups of states held in the caches
+    (the general kernel's groups are 4 MiB per thread)."""
+    buffer = torch.ones(2 << 20)
+    wall, _ = timed(lambda: buffer.mul_(1.0), repeats, 5)
+    return 2 * buffer.numel() * 4 / (wall * 1e-3) / 1e9
 
 
 def peak_gflops(repeats: int = 5) -> float:
@@ -298,11 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         f"(qhead.memory): {'yes' if kept else 'no'}; load average {load}",
         flush=True,
     )
-    peak = peak_gflops()
-    print(f"# measured float32 matmul peak: {peak:.0f} GFLOP/s", flush=True)
+    peak, bandwidth = peak_gflops(), stream_gbps()
+    print(f"# measured float32 matmul peak: {peak:.0f} GFLOP/s; in-cache streaming "
+          f"(8 MiB in place, read + write): {bandwidth:.0f} GB/s", flush=True)
     if not args.no_ansatz:
         ansatz_table(names, args.layers, x, args.repeats, args.pl_repeats,
-                     not args.no_pennylane, peak)
+                     not args.no_pennylane, peak, bandwidth)
     if not args.no_device and not args.no_pennylane:
         print()
         device_table(args.layers, x, args.repeats, args.pl_repeats)
