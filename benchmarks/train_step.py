@@ -10,6 +10,9 @@ machine hits every variant alike; the median ms/step of each is reported.
   settings ``qhead train`` uses on this machine (channels_last; bf16 autocast only if the
   CPU has native bf16).
 * ``qhead quantum head``: preset ``resnet18_q/busi`` (AE-VQC on the 512x7x7 map, 15 qubits).
+* every variant runs with freed memory kept for reuse, as under the ``qhead`` command
+  (:func:`qhead.memory.keep_freed_memory`); ``--glibc-default`` leaves glibc's malloc as
+  it is;
 * optional: ``--bf16`` forces bf16 autocast (timed with 1 warm-up + 1 step only: on a
   CPU without native bf16 instructions one step takes minutes), ``--compile`` adds
   ``torch.compile`` (inductor) on top of the qhead step.
@@ -41,6 +44,7 @@ import torchvision
 
 from qhead.engine import load_config, make_step_context, prepare_model, train, train_step
 from qhead.engine.runtime import cpu_has_native_bf16
+from qhead.memory import keep_freed_memory
 from qhead.models import build_model, get_preset
 
 BATCH, SIZE, CLASSES = 32, 224, 3
@@ -128,11 +132,16 @@ def main() -> None:
     parser.add_argument("--no-convergence", action="store_true")
     parser.add_argument("--epochs", type=int, default=4, help="convergence-check epochs")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="leave glibc's malloc as it is (default: keep freed memory, as "
+                             "the qhead command does; qhead.memory)")
     args = parser.parse_args()
+    kept = False if args.glibc_default else keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, native bf16: {cpu_has_native_bf16()}, "
+          f"freed memory kept: {'yes' if kept else 'no'}, "
           f"load average {os.getloadavg()[0]:.2f}; batch {BATCH}, {SIZE}x{SIZE}, Adam")
 
     variants: dict[str, Callable] = {"torchvision fp32 NCHW": plain_step_fn()}
