@@ -28,7 +28,7 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["keep_freed_memory", "OPT_OUT_VARIABLE"]
+__all__ = ["OPT_OUT_VARIABLE", "freed_memory_kept", "keep_freed_memory"]
 
 #: Environment variable that, set to ``0``, makes :func:`keep_freed_memory` a no-op.
 OPT_OUT_VARIABLE = "QHEAD_KEEP_FREED_MEMORY"
@@ -64,4 +64,9 @@ def keep_freed_memory() -> bool:
     _APPLIED = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
     )
+    return _APPLIED
+
+
+def freed_memory_kept() -> bool:
+    """Whether :func:`keep_freed_memory` has taken effect in this process."""
     return _APPLIED
