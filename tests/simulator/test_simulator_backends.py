@@ -412,3 +412,30 @@ def test_a_forward_in_between_does_not_disturb_saved_states():
     reference = first.detach().clone().requires_grad_()
     run_encoded_circuit(reference, n, ops, weights, (0, 5), simulator="torch").sum().backward()
     torch.testing.assert_close(first.grad, reference.grad, atol=1e-12, rtol=1e-10)
+
+
+@needs_numba
+@pytest.mark.parametrize(("forward_threads", "backward_threads"), [(2, 1), (1, 3), (3, 2)])
+def test_general_kernel_backward_may_run_on_another_thread_count(forward_threads,
+                                                                 backward_threads):
+    # The forward saves each group of rows in the layout the backward evolves; the saved
+    # layout must not depend on how the batch was split over threads.
+    n, batch = 6, 37
+    ops, shape = _layered(n, 1)
+    g = torch.Generator().manual_seed(5)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(batch, 2**n, generator=g, dtype=torch.float64).requires_grad_()
+    upstream = torch.randn(batch, 2, generator=g, dtype=torch.float64)
+    old_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(forward_threads)
+        out = run_encoded_circuit(features, n, ops, weights, (0, 4), simulator="cpu-kernels")
+        torch.set_num_threads(backward_threads)
+        (out * upstream).sum().backward()
+    finally:
+        torch.set_num_threads(old_threads)
+    reference = features.detach().clone().requires_grad_()
+    expected = run_encoded_circuit(reference, n, ops, weights, (0, 4), simulator="torch")
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(features.grad, reference.grad, atol=1e-12, rtol=1e-10)
