@@ -206,11 +206,14 @@ def test_general_kernel_passes_gradcheck(seed):
     g = torch.Generator().manual_seed(seed)
     weights = (torch.rand(shape, generator=g, dtype=torch.float64) * 6.3).requires_grad_()
     features = torch.randn(3, 13, generator=g, dtype=torch.float64).requires_grad_()
+    assert _kernel_gradcheck(features, weights, n, ops, (0, 3))
 
+
+def _kernel_gradcheck(features, weights, n, ops, wires) -> bool:
     def f(x, w):
-        return run_encoded_circuit(x, n, ops, w, (0, 3), simulator="cpu-kernels")
+        return run_encoded_circuit(x, n, ops, w, wires, simulator="cpu-kernels")
 
-    assert torch.autograd.gradcheck(f, (features, weights))
+    return torch.autograd.gradcheck(f, (features, weights))
 
 
 @needs_numba
@@ -385,12 +388,7 @@ def test_split_segments_match_dense_matrices_and_pass_gradcheck(seed):
     out = run_encoded_circuit(features, n, ops, weights, wires, simulator="cpu-kernels")
     expected = _dense(features, n, ops, weights.detach(), wires)
     np.testing.assert_allclose(out.detach().numpy(), expected, atol=1e-12)
-    features.requires_grad_()
-
-    def f(x, w):
-        return run_encoded_circuit(x, n, ops, w, wires, simulator="cpu-kernels")
-
-    assert torch.autograd.gradcheck(f, (features, weights))
+    assert _kernel_gradcheck(features.requires_grad_(), weights, n, ops, wires)
 
 
 @needs_numba
