@@ -1570,9 +1570,9 @@ def general_forward(
 
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`general_backward` needs (the
-        final states, the norms and the :class:`Lease` that owns the states' memory:
-        keep the whole tuple), or ``None`` when some row needs the torch encoder (see
-        :func:`encoded_zx_forward`).
+        final states, the norms, the :class:`Lease` that owns the states' memory and the
+        phase tables: keep the whole tuple), or ``None`` when some row needs the torch
+        encoder (see :func:`encoded_zx_forward`).
     """
     batch = features.shape[0]
     feats = _as_array(features)
