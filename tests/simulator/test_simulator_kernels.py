@@ -281,3 +281,34 @@ def test_torch_imported_first_without_a_wait_policy_warns_once(first, env, warns
         check=True, timeout=120,
     )
     assert result.stdout.split("\n")[-2] == ("1" if warns else "0")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_the_kernels_with_a_fresh_buffer_pool():
+    import signal
+    import time
+
+    ops, weights = circuit("strongly-entangling", 2, 6)
+    features = torch.randn(3, 64)
+    expected = run_encoded_circuit(features, 6, ops, weights.float(), range(6))
+    kernels._BUFFERS._lock.acquire()  # as if another thread held it when the fork happened
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh lock and pool, the same numbers
+            code = 1
+            try:
+                signal.alarm(60)  # a deadlocked child must not outlive the test
+                out = run_encoded_circuit(features, 6, ops, weights.float(), range(6))
+                code = 0 if torch.equal(out, expected) else 2
+            finally:
+                os._exit(code)
+    finally:
+        kernels._BUFFERS._lock.release()
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the kernels' buffer pool")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

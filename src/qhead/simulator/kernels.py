@@ -1267,8 +1267,18 @@ class _BufferPool:
             self._idle_bytes = 0
 
 
+    def forget(self) -> None:
+        """In a forked child: a new lock (the parent's may have been held by a thread
+        that does not exist here) and no idle buffers (they are the parent's pages)."""
+        self._lock = threading.Lock()
+        self._idle = {}
+        self._idle_bytes = 0
+
+
 #: The kernels' buffers (256 MiB idle at most: a batch of 256 at n = 15 needs ~100 MiB).
 _BUFFERS = _BufferPool(256 << 20)
+if hasattr(os, "register_at_fork"):  # DataLoader workers are forked children
+    os.register_at_fork(after_in_child=_BUFFERS.forget)
 
 
 def free_buffers() -> int:
