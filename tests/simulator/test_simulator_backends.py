@@ -437,3 +437,13 @@ def test_general_kernel_backward_may_run_on_another_thread_count(forward_threads
     (expected * upstream).sum().backward()
     torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(features.grad, reference.grad, atol=1e-12, rtol=1e-10)
+
+
+@needs_numba
+def test_free_buffers_releases_what_the_kernels_kept():
+    ops, shape = _random_circuit(6, 20, 4)
+    weights = torch.rand(shape, dtype=torch.float64)
+    run_encoded_circuit(torch.randn(3, 64, dtype=torch.float64), 6, ops, weights, (0, 5),
+                        simulator="cpu-kernels")
+    assert kernels.free_buffers() > 0  # the call's scratch and saved states came back
+    assert kernels.free_buffers() == 0

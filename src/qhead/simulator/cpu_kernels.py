@@ -152,6 +152,11 @@ def wire_sequences(local: Local) -> dict[int, list[tuple[str, int | None]]]:
     return sequences
 
 
+def _wire_ops(wire: int, sequence: list[tuple[str, int | None]]) -> list[Op]:
+    """The gates of :func:`wire_sequences` on ``wire`` as ops over the flat weights."""
+    return [Op(name, (wire,), None if p is None else (p,)) for name, p in sequence]
+
+
 def euler_split(
     sequence: list[tuple[str, int | None]],
 ) -> tuple[list[_Term], list[tuple[str, int | None]], list[_Term]] | None:
@@ -247,13 +252,12 @@ class _Program:
                 matrices(segment, kernels.OP_COMPLEX)
                 continue
             phase({w: split[0] for w, split in splits.items() if split is not None})
-            real = [Op(name, (w,), None if p is None else (p,))
-                    for w, split in splits.items() if split is not None for name, p in split[1]]
+            real = [op for w, split in splits.items() if split is not None
+                    for op in _wire_ops(w, split[1])]
             if real:
                 matrices(local_from(real, flat_shape), kernels.OP_REAL)
-            rest = [Op(name, (w,), None if p is None else (p,))
-                    for w, split in splits.items() if split is None
-                    for name, p in sequences[w]]
+            rest = [op for w, split in splits.items() if split is None
+                    for op in _wire_ops(w, sequences[w])]
             if rest:
                 matrices(local_from(rest, flat_shape), kernels.OP_COMPLEX)
             phase({w: split[2] for w, split in splits.items() if split is not None})

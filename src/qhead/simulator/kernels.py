@@ -1258,21 +1258,17 @@ class _BufferPool:
                 self._idle.setdefault((buffer.size, buffer.dtype), []).append(buffer)
                 self._idle_bytes += buffer.nbytes
 
-    def idle_bytes(self) -> int:
-        return self._idle_bytes
-
-    def clear(self) -> None:
+    def clear(self) -> int:
+        """Drops the idle buffers; returns their bytes."""
         with self._lock:
-            self._idle.clear()
-            self._idle_bytes = 0
-
+            freed, self._idle, self._idle_bytes = self._idle_bytes, {}, 0
+        return freed
 
     def forget(self) -> None:
         """In a forked child: a new lock (the parent's may have been held by a thread
         that does not exist here) and no idle buffers (they are the parent's pages)."""
         self._lock = threading.Lock()
-        self._idle = {}
-        self._idle_bytes = 0
+        self.clear()
 
 
 #: The kernels' buffers (256 MiB idle at most: a batch of 256 at n = 15 needs ~100 MiB).
@@ -1283,9 +1279,7 @@ if hasattr(os, "register_at_fork"):  # DataLoader workers are forked children
 
 def free_buffers() -> int:
     """Frees the buffers the kernels keep for their next call; returns the bytes freed."""
-    freed = _BUFFERS.idle_bytes()
-    _BUFFERS.clear()
-    return freed
+    return _BUFFERS.clear()
 
 
 class Lease:
