@@ -140,16 +140,23 @@ def _layered(n: int, layers: int) -> tuple[list[Op], tuple[int]]:
 @needs_numba
 @pytest.mark.parametrize("batch", [1, 3, 19, 37])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_general_kernel_groups_of_rows_match_the_reference(batch, threads):
+@pytest.mark.parametrize("n", [3, 7])
+@pytest.mark.parametrize("backward_lanes", [8, 16])
+def test_general_kernel_groups_of_rows_match_the_reference(
+    batch, threads, n, backward_lanes, monkeypatch
+):
     # The kernel evolves up to kernels.LANES rows together (LANES_BACKWARD backward) and
     # the rest in smaller power-of-two groups, whose lowest wires take the short-pair
-    # loops; every batch size and thread split must give the reference's numbers.
+    # loops; groups of 16 and 8 rows change layout in blocks of 16 amplitudes (n = 7),
+    # other groups and states of fewer than 16 amplitudes (n = 3) one row at a time.
+    # Every batch size, thread split and group cap must give the reference's numbers.
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
 
-    n, layers = 7, 2
+    monkeypatch.setattr(kernels, "LANES_BACKWARD", backward_lanes)
+    layers = 2
     ops, shape = _layered(n, layers)
-    wires = (0, 3, 6)
+    wires = (0, n // 2, n - 1)
     program = cpu_kernels._program(compile_plan(tuple(ops), n, wires, shape), torch.float64)
     kinds = program.prog[:, 0].tolist()
     assert kinds.count(kernels.OP_SIGN) == layers  # the CZ runs permute nothing

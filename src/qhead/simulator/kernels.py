@@ -608,9 +608,12 @@ OP_REAL, OP_COMPLEX, OP_PERM, OP_SIGN, OP_PHASE = 0, 1, 2, 3, 4
 
 #: Examples the general kernel evolves together, interleaved (see :func:`general_forward`).
 LANES = 16
-#: The same for its backward, whose eight arrays at 16 rows (16 MiB per thread at n = 15)
-#: would not stay in a core's share of L3 (measured: complex circuits 1.1–1.4× slower).
-LANES_BACKWARD = 8
+#: The same for its backward (read at each call; the tests run 8 and 16). Measured in one
+#: process, alternating, batch 32, n = 15 (session 23): 16 rows are 0–4 % slower than 8 at
+#: D = 1 and 4–17 % faster at D = 3–5 (a phase's and the lowest wires' loops get twice as
+#: many values per row), once the lane conversions are blocked (one lane at a time,
+#: 16 passes over 2 MiB left L2 and cost 2× per value what 8 rows do).
+LANES_BACKWARD = 16
 # Values per array a gate's loop handles before moving on to the next stretch (a gate on
 # a high wire has halves of 1 MiB at L = 16; short stretches bound the reuse distance).
 _CHUNK = 512
@@ -797,6 +800,48 @@ if numba is not None:
     def _from_lane(state, lane, lanes, row):
         for j in range(row.shape[0]):
             row[j] = state[j * lanes + lane]
+
+    @_inline
+    def _block_to_lanes(rows, state, lanes):
+        """state[j·L + l] = rows[l, j] in blocks of 16 amplitudes (``lanes`` a literal):
+        a block's L×16 values stay in L1 while they are scattered (2× faster than one
+        lane at a time across the whole state, measured at L = 16)."""
+        for j0 in range(0, rows.shape[1], 16):
+            for lane in range(lanes):
+                src = rows[lane]
+                for j in range(j0, j0 + 16):
+                    state[j * lanes + lane] = src[j]
+
+    @_inline
+    def _block_from_lanes(state, rows, lanes):
+        """rows[l, j] = state[j·L + l], the inverse of :func:`_block_to_lanes`."""
+        for j0 in range(0, rows.shape[1], 16):
+            for lane in range(lanes):
+                dst = rows[lane]
+                for j in range(j0, j0 + 16):
+                    dst[j] = state[j * lanes + lane]
+
+    @_inline
+    def _rows_to_lanes(rows, state, lanes):
+        """The examples' rows ``[L, 2^n]`` to the lane layout."""
+        if rows.shape[1] % 16 == 0 and lanes == 16:
+            _block_to_lanes(rows, state, 16)
+        elif rows.shape[1] % 16 == 0 and lanes == 8:
+            _block_to_lanes(rows, state, 8)
+        else:
+            for lane in range(lanes):
+                _to_lane(rows[lane], state, lane, lanes)
+
+    @_inline
+    def _lanes_to_rows(state, rows, lanes):
+        """The lane layout back to the examples' rows ``[L, 2^n]``."""
+        if rows.shape[1] % 16 == 0 and lanes == 16:
+            _block_from_lanes(state, rows, 16)
+        elif rows.shape[1] % 16 == 0 and lanes == 8:
+            _block_from_lanes(state, rows, 8)
+        else:
+            for lane in range(lanes):
+                _from_lane(state, lane, lanes, rows[lane])
 
     @_inline
     def _z_fold(p, q, n, z):
@@ -1139,21 +1184,22 @@ if numba is not None:
             lanes = _group_size(batch - start, LANES)
             size = dim * lanes
             s, si, t, ti = b0[:size], b1[:size], b2[:size], b3[:size]
-            for lane in range(lanes):
-                b = start + lane
-                norms[b] = _encode_row(feats[b], row)
+            stop = start + lanes
+            for b in range(start, stop):
+                # work_r's rows hold the encoded states until the final ones replace them
+                norms[b] = _encode_row(feats[b], work_r[b])
                 if norms[b] < 0:
                     return
-                _to_lane(row, s, lane, lanes)
+            _rows_to_lanes(work_r[start:stop], s, lanes)
             re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs,
                                     phase_r, phase_i, s, si, t, ti)
-            for lane in range(lanes):
-                b = start + lane
+            _lanes_to_rows(re, work_r[start:stop], lanes)
+            if complex_:
+                _lanes_to_rows(im, work_i[start:stop], lanes)
+            for b in range(start, stop):
                 fin = work_r[b]
-                _from_lane(re, lane, lanes, fin)
                 if complex_:
                     fin_i = work_i[b]
-                    _from_lane(im, lane, lanes, fin_i)
                     for i in range(dim):
                         row[i] = fin[i] * fin[i] + fin_i[i] * fin_i[i]
                 else:
@@ -1165,41 +1211,53 @@ if numba is not None:
     @_jit
     def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs,
                            phase_r, phase_i, phase_grad, gout, norms, grad, gm, gp, row, row2,
-                           c0, c1, c2, c3, c4, c5, c6, c7):
+                           cap, c0, c1, c2, c3, c4, c5, c6, c7):
         dim = 1 << n
         complex_ = first_complex < prog.shape[0]
         batch = work_r.shape[0]
         fold = np.empty(n, row.dtype)
         start = 0
         while start < batch:
-            lanes = _group_size(batch - start, LANES_BACKWARD)
+            lanes = _group_size(batch - start, cap)
             size = dim * lanes
+            stop = start + lanes
             s, lam, si, li = c0[:size], c4[:size], c2[:size], c6[:size]
+            # λ's rows are built in the scratch halves (free until the sweep starts)
+            lam_rows = c1[:size].reshape((lanes, dim))
+            lam_rows_i = c3[:size].reshape((lanes, dim))
             for lane in range(lanes):
                 b = start + lane
                 # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state: d_j·ψ_j, d_j = Σ_k ±g_k.
                 _z_weights(gout[b], n, row)
                 fin = work_r[b]
+                out_row = lam_rows[lane]
                 for j in range(dim):
-                    s[j * lanes + lane] = fin[j]
-                    lam[j * lanes + lane] = row[j] * fin[j]
+                    out_row[j] = row[j] * fin[j]
                 if complex_:
                     fin_i = work_i[b]
+                    out_row = lam_rows_i[lane]
                     for j in range(dim):
-                        si[j * lanes + lane] = fin_i[j]
-                        li[j * lanes + lane] = row[j] * fin_i[j]
+                        out_row[j] = row[j] * fin_i[j]
+            _rows_to_lanes(work_r[start:stop], s, lanes)
+            _rows_to_lanes(lam_rows, lam, lanes)
+            if complex_:
+                _rows_to_lanes(work_i[start:stop], si, lanes)
+                _rows_to_lanes(lam_rows_i, li, lanes)
             psi, lam0 = _group_backward(
                 n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
                 phase_grad, gm, gp,
                 (s, c1[:size], si, c3[:size], lam, c5[:size], li, c7[:size]),
                 row, row2, fold,
             )
+            # ψ₀ and λ₀ are in two of c0, c1, c4, c5; the imaginary parts' arrays are free
+            psi_rows = c2[:size].reshape((lanes, dim))
+            lam0_rows = c6[:size].reshape((lanes, dim))
+            _lanes_to_rows(psi, psi_rows, lanes)
+            _lanes_to_rows(lam0, lam0_rows, lanes)
             for lane in range(lanes):
-                b = start + lane
-                _from_lane(psi, lane, lanes, row)
-                _from_lane(lam0, lane, lanes, row2)
-                _project_out(grad[b], row, row2, norms[b])
-            start += lanes
+                _project_out(grad[start + lane], psi_rows[lane], lam0_rows[lane],
+                             norms[start + lane])
+            start = stop
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -1648,6 +1706,7 @@ def general_backward(
     tables = phase_r.shape[0]
     if phase_grad is None:
         phase_grad = np.ones(tables, np.int8)
+    cap = LANES_BACKWARD
     grad = np.empty((batch, n_features), work_r.dtype)
     gm = np.zeros((_threads(batch), *mats_np.shape), work_r.dtype)
     gp = np.zeros((_threads(batch), tables, n), work_r.dtype)
@@ -1655,8 +1714,8 @@ def general_backward(
         _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
         mats_np, perms, signs, phase_r, phase_i, phase_grad, _Rows(_as_array(2 * gz, work_r)),
         _Rows(norms), _Rows(grad), _PerChunk(gm), _PerChunk(gp), _Scratch(dim, work_r.dtype),
-        _Scratch(dim, work_r.dtype),
-        *(_Scratch(dim * min(LANES_BACKWARD, batch), work_r.dtype) for _ in range(8)),
+        _Scratch(dim, work_r.dtype), cap,
+        *(_Scratch(dim * min(cap, batch), work_r.dtype) for _ in range(8)),
     )
     return (torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0)),
             torch.from_numpy(gp.sum(axis=0)))
