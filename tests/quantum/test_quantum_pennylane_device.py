@@ -86,6 +86,72 @@ def test_float64_unbatched_state_prep_and_every_native_gate():
         torch.testing.assert_close(ours, theirs, atol=1e-10, rtol=1e-8)
 
 
+class _Recording(QheadQubit):
+    """QheadQubit that records the operation names of the tapes it runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[list[str]] = []
+
+    def _run(self, tape):
+        self.seen.append([op.name for op in tape.operations])
+        return super()._run(tape)
+
+
+# (template call on 4 wires given its weights, the weights' shapes, whether qhead runs it
+# whole or PennyLane decomposes it first)
+TEMPLATE_VARIANTS = [
+    (lambda w, wires: qml.StronglyEntanglingLayers(w[0], wires=wires), [(2, 4, 3)], True),
+    (lambda w, wires: qml.StronglyEntanglingLayers(w[0], wires=wires, ranges=[3, 2]),
+     [(2, 4, 3)], True),
+    (lambda w, wires: qml.StronglyEntanglingLayers(w[0], wires=wires, imprimitive=qml.CZ),
+     [(2, 4, 3)], False),
+    (lambda w, wires: qml.BasicEntanglerLayers(w[0], wires=wires), [(3, 4)], True),
+    (lambda w, wires: qml.BasicEntanglerLayers(w[0], wires=wires, rotation=qml.RY),
+     [(2, 4)], True),
+    (lambda w, wires: qml.BasicEntanglerLayers(w[0], wires=wires, rotation=qml.PhaseShift),
+     [(2, 4)], False),
+    (lambda w, wires: qml.SimplifiedTwoDesign(w[0], w[1], wires=wires), [(4,), (2, 3, 2)],
+     True),
+]
+
+
+@pytest.mark.parametrize(("template", "shapes", "whole"), TEMPLATE_VARIANTS)
+def test_templates_run_whole_or_decomposed_match_default_qubit(template, shapes, whole):
+    # The template sits on a permutation of the device's wires between gates with angles
+    # of their own, so that its wire map and its place in the flat weight vector count.
+    n, wires = 5, [3, 0, 4, 1]
+
+    def make(device):
+        @qml.qnode(device, interface="torch", diff_method="backprop")
+        def circuit(state, angles, *weights):
+            qml.StatePrep(state, wires=range(n), normalize=True)
+            qml.RY(angles[0], wires=2)
+            template(weights, wires)
+            qml.RX(angles[1], wires=3)
+            qml.CNOT(wires=[2, 1])
+            return [qml.expval(qml.PauliZ(w)) for w in range(n)]
+
+        return circuit
+
+    g = torch.Generator().manual_seed(len(shapes) + sum(map(len, shapes)))
+    state0 = torch.randn(2**n, generator=g, dtype=torch.float64)
+    angles0 = torch.rand(2, generator=g, dtype=torch.float64) * 6
+    weights0 = [torch.rand(shape, generator=g, dtype=torch.float64) * 6 for shape in shapes]
+    upstream = torch.randn(n, generator=g, dtype=torch.float64)
+    ours = _Recording(wires=n)
+    results = []
+    for device in (ours, qml.device("default.qubit", wires=n)):
+        leaves = [t.clone().requires_grad_() for t in (state0, angles0, *weights0)]
+        out = torch.stack(make(device)(*leaves))
+        (out * upstream).sum().backward()
+        results.append([out.detach()] + [leaf.grad for leaf in leaves])
+    for mine, theirs in zip(*results, strict=True):
+        torch.testing.assert_close(mine, theirs, atol=1e-10, rtol=1e-8)
+    template_name = template(weights0, wires).name
+    assert (template_name in ours.seen[0]) is whole
+
+
 def test_no_state_preparation_starts_in_zero():
     @qml.qnode(QheadQubit(wires=2), interface="torch")
     def circuit(t):

@@ -16,8 +16,11 @@ e.g. a ``qml.qnn.TorchLayer``::
 What it executes: an optional state preparation on all wires first (``StatePrep`` or
 ``AmplitudeEmbedding``, batched or not; without one the circuit starts in |0…0⟩), then
 gates of qhead's gate table (Hadamard, PauliX, PauliZ, RX, RY, RZ, CNOT, CZ) and ``Rot``
-(as RZ·RY·RZ); templates and other operations are first decomposed by PennyLane into
-those where it can. It returns ``expval(PauliZ(w))`` of single wires, exactly (no
+(as RZ·RY·RZ). ``StronglyEntanglingLayers`` (CNOT entangler), ``BasicEntanglerLayers``
+(RX, RY or RZ) and ``SimplifiedTwoDesign`` run whole, as qhead's ansätze of the same
+names and weight shapes, on any wires of the device; their other variants, other
+templates and other operations are first decomposed by PennyLane into the gates above
+where it can. It returns ``expval(PauliZ(w))`` of single wires, exactly (no
 shots). Anything else — another measurement, a gate with no decomposition into that
 set, a complex state vector, batched gate angles, shots — raises
 ``pennylane.exceptions.DeviceError`` naming it.
@@ -38,8 +41,10 @@ Registered through the ``pennylane.plugins`` entry point of the ``qhead`` packag
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+import numpy as np
 import pennylane as qml
 import torch
 from pennylane.devices import Device, ExecutionConfig
@@ -48,6 +53,12 @@ from pennylane.exceptions import DeviceError
 from pennylane.measurements import ExpectationMP
 from pennylane.transforms.core import CompilePipeline, transform
 
+from qhead.quantum.ansatz import (
+    Ansatz,
+    BasicEntanglerLayers,
+    SimplifiedTwoDesign,
+    StronglyEntanglingLayers,
+)
 from qhead.simulator import GATES, MAX_QUBITS, SIMULATOR_NAMES, Op, run_encoded_circuit
 
 __all__ = ["QheadQubit"]
@@ -56,10 +67,46 @@ __all__ = ["QheadQubit"]
 _NATIVE = {spec.pennylane: name for name, spec in GATES.items()}
 _PREPS = ("StatePrep", "AmplitudeEmbedding")
 _SUPPORTED = frozenset({*_NATIVE, "Rot", "GlobalPhase", "Identity", *_PREPS})
+# Templates run whole when :func:`_native_template` maps them.
+_TEMPLATES = frozenset({"StronglyEntanglingLayers", "BasicEntanglerLayers", "SimplifiedTwoDesign"})
+
+
+def _native_template(op) -> tuple[Ansatz, int, list] | None:
+    """``(ansatz, layers, weight tensors in the ansatz's flat order)`` for a PennyLane
+    template that qhead runs whole, as its registered ansatz of the same name and weight
+    shapes (checked against PennyLane's own templates in the tests), or None: then
+    PennyLane decomposes it into gates first.
+
+    Running the template whole skips PennyLane's decomposition of every gate (≈ 6 ms per
+    call at 15 wires and 3 layers) and hands qhead the weight tensor itself instead of
+    one indexed scalar per gate (a select node each, forward and backward). Variants
+    the ansätze do not have (another entangler than CNOT, another rotation than RX, RY,
+    RZ, broadcast weights, fewer than two wires) are decomposed as before.
+    """
+    if len(op.wires) < 2:
+        return None
+    shapes = [qml.math.shape(d) for d in op.data]
+    if op.name == "StronglyEntanglingLayers":
+        ranges = tuple(int(r) for r in op.hyperparameters["ranges"])
+        if (op.hyperparameters.get("imprimitive") is not qml.CNOT or len(shapes[0]) != 3
+                or any(r % len(op.wires) == 0 for r in ranges)):
+            return None
+        ansatz = StronglyEntanglingLayers(ranges=ranges)
+        return ansatz, shapes[0][0], list(op.data)
+    if op.name == "BasicEntanglerLayers":
+        rotation = getattr(op.hyperparameters.get("rotation"), "__name__", None)
+        if rotation not in ("RX", "RY", "RZ") or len(shapes[0]) != 2:
+            return None
+        return BasicEntanglerLayers(rotation=rotation), shapes[0][0], list(op.data)
+    if op.name == "SimplifiedTwoDesign":
+        if [len(shape) for shape in shapes] != [1, 3]:
+            return None
+        return SimplifiedTwoDesign(), shapes[1][0], list(op.data)
+    return None
 
 
 def _stopping_condition(op) -> bool:
-    return op.name in _SUPPORTED
+    return op.name in _SUPPORTED or (op.name in _TEMPLATES and _native_template(op) is not None)
 
 
 @transform
@@ -147,7 +194,9 @@ class QheadQubit(Device):
         state = None
         if operations and operations[0].name in _PREPS:
             state = self._initial_state(operations.pop(0), wires)
-        ops, angles = [], []
+        ops: list[Op] = []
+        angles: list = []  # scalars and flat template weights, concatenated in order
+        count = 0  # angles so far
         for op in operations:
             if op.name in _PREPS:
                 raise DeviceError(
@@ -156,6 +205,19 @@ class QheadQubit(Device):
                 )
             if op.name in ("GlobalPhase", "Identity"):
                 continue  # no effect on expectation values
+            template = _native_template(op) if op.name in _TEMPLATES else None
+            if template is not None:
+                ansatz, layers, tensors = template
+                local = [index[w] for w in op.wires]
+                shape = ansatz.shape(layers, len(local))
+                for gate in ansatz.ops(layers, len(local)):
+                    param = None
+                    if gate.param is not None:
+                        param = (count + int(np.ravel_multi_index(gate.param, shape)),)
+                    ops.append(Op(gate.name, tuple(local[q] for q in gate.wires), param))
+                angles += [_flat(t) for t in tensors]
+                count += math.prod(shape)
+                continue
             names = ("RZ", "RY", "RZ") if op.name == "Rot" else (_NATIVE.get(op.name),)
             if names[0] is None:  # pragma: no cover - decompose() refuses these first
                 raise DeviceError(f"qhead.qubit does not support the operation {op.name}")
@@ -167,8 +229,9 @@ class QheadQubit(Device):
                             f"qhead.qubit needs one angle per gate for the whole batch; "
                             f"{op.name} on wires {list(op.wires)} has batched angles"
                         )
-                    param = (len(angles),)
+                    param = (count,)
                     angles.append(angle)
+                    count += 1
                 ops.append(Op(name, tuple(index[w] for w in op.wires), param))
         features, batched = self._features(state, n, angles)
         weights = _stack_angles(angles, features.dtype)
@@ -214,7 +277,12 @@ class QheadQubit(Device):
         return state.reshape(-1, 2**n).to(dtype), batched
 
 
+def _flat(tensor):
+    return tensor.reshape(-1) if isinstance(tensor, torch.Tensor) else np.ravel(tensor)
+
+
 def _stack_angles(angles, dtype: torch.dtype) -> torch.Tensor:
+    """The flat weight vector: scalar angles and flattened template weights, in order."""
     if not angles:
         return torch.zeros(1, dtype=dtype)
-    return torch.stack([torch.as_tensor(a).to(dtype).reshape(()) for a in angles])
+    return torch.cat([torch.as_tensor(a).to(dtype).reshape(-1) for a in angles])
