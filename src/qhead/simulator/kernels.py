@@ -844,22 +844,30 @@ if numba is not None:
                 _from_lane(state, lane, lanes, rows[lane])
 
     @_inline
+    def _fold_halves(src, dst, half):
+        """dst[j] = src[j] + src[j + half] for j < half; returns Σ_j src[j] − src[j + half]."""
+        acc = src[0] - src[0]
+        for j in range(half):
+            a = src[j]
+            c = src[j + half]
+            acc += a - c
+            dst[j] = a + c
+        return acc
+
+    @_inline
     def _z_fold(p, q, n, z):
-        """z[k] = Σ_j p_j (1 − 2·bit_k(j)) for every wire k, by folding pairs from the
-        lowest wire up (2·2^n additions instead of n·2^n); p and q are consumed."""
+        """z[k] = Σ_j p_j (1 − 2·bit_k(j)) for every wire k, by folding halves from wire 0
+        (the top bit) down: 2·2^n additions instead of n·2^n. p and q are consumed. (The
+        two arrays alternate by branch, not by swapping names: with the swap LLVM left
+        the loop scalar, 3× slower.)"""
         size = p.shape[0]
-        src, dst = p, q
-        for k in range(n - 1, -1, -1):
+        for k in range(n):
             half = size >> 1
-            acc = p[0] - p[0]
-            for j in range(half):
-                a = src[2 * j]
-                c = src[2 * j + 1]
-                acc += a - c
-                dst[j] = a + c
-            z[k] = acc
+            if k % 2 == 0:
+                z[k] = _fold_halves(p, q, half)
+            else:
+                z[k] = _fold_halves(q, p, half)
             size = half
-            src, dst = dst, src
 
     @_inline
     def _z_weights(g, n, d):
