@@ -34,6 +34,7 @@ lint: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-test
 	$(BIN)/python benchmarks/simulator.py
+	$(BIN)/python benchmarks/kernel_profile.py
 	$(BIN)/python benchmarks/train_step.py
 
 clean:

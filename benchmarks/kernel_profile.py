@@ -10,14 +10,16 @@ moved up to 30 % between processes, CPU time a few per cent), minimum over ``--r
    cost of one more instruction of each kind on a complex state (ten of them, minus the
    fixed cost, divided by ten): a real 2×2 matrix on a high, middle and each of the three
    lowest wires, a phase, the CNOT-ring permutation of ``strongly-entangling`` and a
-   random one. The ratio column compares each with the real matrix on wire 0, the
-   cheapest pass over the state (near the core's store rate: it reads and writes the
-   state's arrays once, and λ's too backward).
+   random one; then a matrix, a sign vector and the permutation on a real state (before
+   a program's first complex instruction: one array instead of two). The ratio column
+   compares each with the real matrix on wire 0, the cheapest pass over the state (it
+   reads and writes the state's arrays once, and λ's too backward).
 2. **Per ansatz.** Every registered ansatz that runs on the general kernel, D ∈ {1, 3, 5}:
    its program's instructions by kind, the time the unit costs predict (fixed cost plus
-   the sum over its instructions) and the measured time, forward + backward; then the
-   same prediction if every instruction cost what a wire-0 matrix costs (the remaining
-   gain from the per-kind overheads alone) and if the fixed cost were also gone.
+   the sum over its instructions, wires 1–11 at wire 7's cost) and the measured time,
+   forward + backward; then the same prediction if every instruction cost what a wire-0
+   matrix costs on the same kind of state (what the per-kind overheads cost) and if the
+   fixed cost were also gone.
 
 Usage::
 
@@ -118,12 +120,28 @@ def unit_costs(kernel: Kernel) -> dict[str, tuple[float, float]]:
     for label, row in extra.items():
         f, b = kernel.time([phase] + [row] * EXTRA)
         costs[label] = ((f - base[0]) / EXTRA, (b - base[1]) / EXTRA)
+    # the same on a real state (programs before their first complex instruction)
+    base = costs["fixed, real program"]
+    real_state = {
+        **{f"real state: real matrix, wire {w}": (OP_REAL, w, 0) for w in (0, 7, 14)},
+        "real state: sign vector": (kernels.OP_SIGN, 0, 0),
+        "real state: permutation, CNOT ring": (OP_PERM, 0, 0),
+    }
+    for label, row in real_state.items():
+        f, b = kernel.time([row] * EXTRA, first_complex=EXTRA)
+        costs[label] = ((f - base[0]) / EXTRA, (b - base[1]) / EXTRA)
     return costs
 
 
-def instruction_cost(costs, kind: int, wire: int) -> tuple[float, float]:
-    """Unit cost of one program instruction (a complex matrix counted as two real ones, a
-    sign vector as a permutation: both rare in the registered ansätze)."""
+def instruction_cost(costs, kind: int, wire: int, real_state: bool) -> tuple[float, float]:
+    """Unit cost of one program instruction (wires 1–11 at wire 7's cost; a complex
+    matrix counted as two real ones, a sign vector on a complex state as a permutation:
+    both rare in the registered ansätze)."""
+    if real_state:
+        if kind in (OP_PERM, kernels.OP_SIGN):
+            name = "permutation, CNOT ring" if kind == OP_PERM else "sign vector"
+            return costs[f"real state: {name}"]
+        return costs[f"real state: real matrix, wire {14 if wire >= 12 else 7}"]
     if kind == OP_PHASE:
         return costs["phase"]
     if kind in (OP_PERM, kernels.OP_SIGN):
@@ -136,6 +154,7 @@ def instruction_cost(costs, kind: int, wire: int) -> tuple[float, float]:
 def ansatz_rows(kernel: Kernel, costs, layer_counts, threads: int) -> list[str]:
     fixed_real, fixed_complex = costs["fixed, real program"], costs["fixed, complex program"]
     unit = sum(costs["real matrix, wire 0"])
+    unit_real = sum(costs["real state: real matrix, wire 0"])
     lines = ["| circuit | instructions (real / complex / phase / perm) | predicted ms | "
              "measured ms | all at wire-0 cost | … and no fixed cost |",
              "|---|---|---|---|---|---|"]
@@ -154,10 +173,12 @@ def ansatz_rows(kernel: Kernel, costs, layer_counts, threads: int) -> list[str]:
             kinds = program.prog[:, 0]
             complex_ = program.first_complex < len(kinds)
             fixed = sum(fixed_complex if complex_ else fixed_real)
-            predicted = fixed + sum(sum(instruction_cost(costs, k, w))
-                                    for k, w, _ in program.prog)
+            first = program.first_complex
+            predicted = fixed + sum(sum(instruction_cost(costs, k, w, g < first))
+                                    for g, (k, w, _) in enumerate(program.prog))
             measured = sum(kernel.time(tables, program=program))
-            at_unit = fixed + unit * len(kinds)
+            on_real = min(first, len(kinds))
+            at_unit = fixed + unit_real * on_real + unit * (len(kinds) - on_real)
             counts = " / ".join(str(int(np.isin(kinds, group).sum())) for group in (
                 [OP_REAL], [kernels.OP_COMPLEX], [OP_PHASE], [OP_PERM, kernels.OP_SIGN]))
             lines.append(f"| {name} D={layers} | {counts} | {predicted / threads:.1f} | "
