@@ -802,46 +802,41 @@ if numba is not None:
             row[j] = state[j * lanes + lane]
 
     @_inline
-    def _block_to_lanes(rows, state, lanes):
-        """state[j·L + l] = rows[l, j] in blocks of 16 amplitudes (``lanes`` a literal):
-        a block's L×16 values stay in L1 while they are scattered (2× faster than one
-        lane at a time across the whole state, measured at L = 16)."""
+    def _block_copy(rows, state, lanes, to_lanes):
+        """Between the examples' rows ``[L, 2^n]`` and the lane layout state[j·L + l], in
+        blocks of 16 amplitudes (``lanes`` a literal): a block's L×16 values stay in L1
+        while they are scattered or gathered (2× faster than one example at a time across
+        the whole group, measured at L = 16)."""
         for j0 in range(0, rows.shape[1], 16):
             for lane in range(lanes):
-                src = rows[lane]
+                row = rows[lane]
                 for j in range(j0, j0 + 16):
-                    state[j * lanes + lane] = src[j]
+                    if to_lanes:
+                        state[j * lanes + lane] = row[j]
+                    else:
+                        row[j] = state[j * lanes + lane]
 
     @_inline
-    def _block_from_lanes(state, rows, lanes):
-        """rows[l, j] = state[j·L + l], the inverse of :func:`_block_to_lanes`."""
-        for j0 in range(0, rows.shape[1], 16):
+    def _copy_lanes(rows, state, lanes, to_lanes):
+        """rows → state (``to_lanes``) or state → rows, for any group."""
+        if rows.shape[1] % 16 == 0 and lanes == 16:
+            _block_copy(rows, state, 16, to_lanes)
+        elif rows.shape[1] % 16 == 0 and lanes == 8:
+            _block_copy(rows, state, 8, to_lanes)
+        else:
             for lane in range(lanes):
-                dst = rows[lane]
-                for j in range(j0, j0 + 16):
-                    dst[j] = state[j * lanes + lane]
+                if to_lanes:
+                    _to_lane(rows[lane], state, lane, lanes)
+                else:
+                    _from_lane(state, lane, lanes, rows[lane])
 
     @_inline
     def _rows_to_lanes(rows, state, lanes):
-        """The examples' rows ``[L, 2^n]`` to the lane layout."""
-        if rows.shape[1] % 16 == 0 and lanes == 16:
-            _block_to_lanes(rows, state, 16)
-        elif rows.shape[1] % 16 == 0 and lanes == 8:
-            _block_to_lanes(rows, state, 8)
-        else:
-            for lane in range(lanes):
-                _to_lane(rows[lane], state, lane, lanes)
+        _copy_lanes(rows, state, lanes, True)
 
     @_inline
     def _lanes_to_rows(state, rows, lanes):
-        """The lane layout back to the examples' rows ``[L, 2^n]``."""
-        if rows.shape[1] % 16 == 0 and lanes == 16:
-            _block_from_lanes(state, rows, 16)
-        elif rows.shape[1] % 16 == 0 and lanes == 8:
-            _block_from_lanes(state, rows, 8)
-        else:
-            for lane in range(lanes):
-                _from_lane(state, lane, lanes, rows[lane])
+        _copy_lanes(rows, state, lanes, False)
 
     @_inline
     def _fold_halves(src, dst, half):
