@@ -73,15 +73,12 @@ class Kernel:
         self.signs = np.ones_like(self.perms, dtype=np.float32)
         self.repeats = repeats
 
-    def time(self, rows, first_complex: int = 0, program=None) -> tuple[float, float]:
-        """(forward, backward) CPU ms of ``rows`` (or of ``program``, a cpu_kernels
-        program with its own tables)."""
-        if program is None:
-            prog = np.array(rows, np.int64).reshape(-1, 3)
+    def time(self, rows, first_complex: int = 0, tables=None) -> tuple[float, float]:
+        """(forward, backward) CPU ms of the instruction ``rows`` with ``tables`` =
+        (mats, perms, signs, phases, phase_grad), by default the synthetic ones above."""
+        prog = np.asarray(rows, np.int64).reshape(-1, 3)
+        if tables is None:
             tables = (self.mats, self.perms, self.signs, self.phases, None)
-        else:
-            prog, first_complex = program.prog, program.first_complex
-            tables = rows
         mats, perms, signs, phases, phase_grad = tables
 
         def forward():
@@ -176,7 +173,7 @@ def ansatz_rows(kernel: Kernel, costs, layer_counts, threads: int) -> list[str]:
             first = program.first_complex
             predicted = fixed + sum(sum(instruction_cost(costs, k, w, g < first))
                                     for g, (k, w, _) in enumerate(program.prog))
-            measured = sum(kernel.time(tables, program=program))
+            measured = sum(kernel.time(program.prog, program.first_complex, tables))
             on_real = min(first, len(kinds))
             at_unit = fixed + unit_real * on_real + unit * (len(kinds) - on_real)
             counts = " / ".join(str(int(np.isin(kinds, group).sum())) for group in (
