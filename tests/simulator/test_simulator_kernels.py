@@ -217,6 +217,29 @@ def test_backward_can_run_twice_with_retain_graph():
     torch.testing.assert_close(weights.grad, 2 * first[1])
 
 
+@pytest.mark.parametrize("n", [4, 7])
+def test_a_repeated_backward_gives_the_same_bits_wherever_the_pool_buffers_lie(n):
+    # The adjoint steps reduce while they store; vectorised or not (a runtime overlap
+    # check between the scratch arrays) they sum in different orders. Shuffling the
+    # pool's idle buffers between two backward passes moved the scratch arrays relative
+    # to each other, and the phase gradients changed in their last bits.
+    ops, weights = circuit("strongly-entangling", 2, n)
+    weights.requires_grad_(True)
+    features = torch.randn(3, 2**n - 2, dtype=torch.float64, requires_grad=True)
+    out = run_encoded_circuit(features, n, ops, weights, range(n))
+    cotangent = torch.randn_like(out)
+    first = torch.autograd.grad(out, (features, weights), cotangent, retain_graph=True)
+    rng = np.random.default_rng(0)
+    sizes = [2**n, 2 * 2**n, 4 * 2**n, 16 * 2**n]
+    for _ in range(12):
+        taken = [kernels._BUFFERS.take(int(rng.choice(sizes)), np.float64) for _ in range(10)]
+        for index in rng.permutation(len(taken)):
+            kernels._BUFFERS.give(taken[index])
+        again = torch.autograd.grad(out, (features, weights), cotangent, retain_graph=True)
+        assert torch.equal(again[0], first[0])
+        assert torch.equal(again[1], first[1])
+
+
 def test_enabling_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(kernels, "numba", None)
     with pytest.raises(RuntimeError, match="pip install numba"):

@@ -1407,21 +1407,53 @@ def _threads(batch: int) -> int:
     return max(1, min(torch.get_num_threads(), batch))
 
 
+#: Values between two scratch arrays of one chunk (at least LLVM's vector width times its
+#: unroll factor, 64 float32 values with AVX-512, so that the runtime overlap checks of
+#: the vectorised loops pass however small the arrays are).
+_SCRATCH_GAP = 64
+
+
+def _scratch_views(sizes: list[tuple[int, np.dtype]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One pool buffer per dtype, cut into arrays of the given ``(size, dtype)``s at fixed
+    offsets; returns (the buffers, to give back; the arrays, in order).
+
+    Why one buffer: a loop that reduces while it stores into another array (the adjoint
+    steps, the Z fold) is vectorised behind a runtime check that the arrays do not overlap
+    and runs as a scalar loop otherwise, which sums in another order. With separate pool
+    buffers that check depended on where the pool's buffers happened to lie, and a
+    gradient changed in its last bit from one call to the next (a backward run twice was
+    not reproducible; ``gradcheck`` failed). At fixed offsets the outcome depends on the
+    sizes alone.
+    """
+    places: list[tuple[np.dtype, int, int]] = []  # (dtype, start, stop) of each array
+    totals: dict[np.dtype, int] = {}
+    for size, dtype in sizes:
+        start = totals.get(dtype, 0)
+        places.append((dtype, start, start + size))
+        totals[dtype] = start + size + _SCRATCH_GAP
+    blocks = {dtype: _BUFFERS.take(total, dtype) for dtype, total in totals.items()}
+    views = [blocks[dtype][start:stop] for dtype, start, stop in places]
+    return list(blocks.values()), views
+
+
 def _run_split(kernel, batch: int, *args) -> None:
     """Runs ``kernel`` on contiguous row chunks of the batch, one per torch thread.
 
-    ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become a pool buffer,
-    ``_PerChunk`` ones give the chunk its own entry, anything else is passed as is. The
-    kernels release the GIL, so the chunks run in parallel in a small thread pool.
+    ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become arrays cut from
+    one pool buffer per chunk (:func:`_scratch_views`), ``_PerChunk`` ones give the chunk
+    its own entry, anything else is passed as is. The kernels release the GIL, so the
+    chunks run in parallel in a small thread pool.
     """
     global _POOL, _POOL_KEY
     threads = _threads(batch)
     bounds = [batch * i // threads for i in range(threads + 1)]
 
+    scratch_sizes = [(a.size, np.dtype(a.dtype)) for a in args if isinstance(a, _Scratch)]
+
     def job(i: int) -> None:
         lo, hi = bounds[i], bounds[i + 1]
-        scratch = [_BUFFERS.take(a.size, a.dtype) for a in args if isinstance(a, _Scratch)]
-        buffers = iter(scratch)
+        blocks, views = _scratch_views(scratch_sizes)
+        buffers = iter(views)
         try:
             kernel(*(
                 a.array[lo:hi] if isinstance(a, _Rows)
@@ -1431,8 +1463,8 @@ def _run_split(kernel, batch: int, *args) -> None:
                 for a in args
             ))
         finally:
-            for buffer in scratch:
-                _BUFFERS.give(buffer)
+            for block in blocks:
+                _BUFFERS.give(block)
 
     if threads == 1:
         job(0)
