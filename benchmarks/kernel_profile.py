@@ -86,7 +86,7 @@ class Kernel:
                                            signs, phases)
 
         def backward(saved):
-            kernels.general_backward(saved, FEATURES, N_QUBITS, prog, first_complex, mats,
+            kernels.general_backward(saved, self.x, N_QUBITS, prog, first_complex, mats,
                                      perms, signs, self.gz, phase_grad)
 
         for _ in range(2):

@@ -141,19 +141,20 @@ def _layered(n: int, layers: int) -> tuple[list[Op], tuple[int]]:
 @pytest.mark.parametrize("batch", [1, 3, 19, 37])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n", [3, 7])
-@pytest.mark.parametrize("backward_lanes", [8, 16])
+@pytest.mark.parametrize("lanes", [8, 16])
 def test_general_kernel_groups_of_rows_match_the_reference(
-    batch, threads, n, backward_lanes, monkeypatch
+    batch, threads, n, lanes, monkeypatch
 ):
-    # The kernel evolves up to kernels.LANES rows together (LANES_BACKWARD backward) and
-    # the rest in smaller power-of-two groups, whose lowest wires take the short-pair
-    # loops; groups of 16 and 8 rows change layout in blocks of 16 amplitudes (n = 7),
-    # other groups and states of fewer than 16 amplitudes (n = 3) one row at a time.
-    # Every batch size, thread split and group cap must give the reference's numbers.
+    # The kernel evolves up to kernels.LANES rows together and the rest in smaller
+    # power-of-two groups, whose lowest wires take the short-pair loops, and saves the
+    # final states in each group's layout for the backward; groups of 16 and 8 rows change
+    # layout in blocks of 16 amplitudes (n = 7), other groups and states of fewer than 16
+    # amplitudes (n = 3) one row at a time. Every batch size, thread split and group cap
+    # must give the reference's numbers.
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
 
-    monkeypatch.setattr(kernels, "LANES_BACKWARD", backward_lanes)
+    monkeypatch.setattr(kernels, "LANES", lanes)
     layers = 2
     ops, shape = _layered(n, layers)
     wires = (0, n // 2, n - 1)

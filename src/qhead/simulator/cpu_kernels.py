@@ -337,21 +337,20 @@ class _EncodedGeneral(torch.autograd.Function):
         if result is None:
             raise _Declined
         z_all, saved = result
-        ctx.save_for_backward(mats)
+        ctx.save_for_backward(features, mats)
         ctx.saved, ctx.n, ctx.program, ctx.wires = saved, n, program, wires
-        ctx.n_features = features.shape[1]
         ctx.phase_dtype = None if phases is None else phases.dtype
         return select_wires(z_all, wires)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
-        (mats,) = ctx.saved_tensors
+        features, mats = ctx.saved_tensors
         program = ctx.program
         dtype = torch.from_numpy(ctx.saved[0][:0]).dtype
         gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)
         grad, grad_mats, grad_phases = kernels.general_backward(
-            ctx.saved, ctx.n_features, ctx.n, program.prog, program.first_complex, mats,
+            ctx.saved, features, ctx.n, program.prog, program.first_complex, mats,
             program.perms, program.signs, gz, program.phase_grad,
         )
         grad_phases = None if ctx.phase_dtype is None else grad_phases.to(ctx.phase_dtype)

@@ -225,6 +225,20 @@ if numba is not None:
         for i in range(feat_grad.shape[0]):
             feat_grad[i] = (g[i] - overlap * psi[i]) * scale
 
+    @_inline
+    def _project_out_features(feat_grad, feat, g, norm):
+        """:func:`_project_out` with ψ = feat/‖feat‖ computed on the fly from the
+        features (ψ's padding is zero: only the features' span matters)."""
+        if norm <= 0:
+            for i in range(feat_grad.shape[0]):
+                feat_grad[i] = 0
+            return
+        feat_grad[0] = 1.0 / norm
+        scale = feat_grad[0]
+        overlap = _dot(feat, g[: feat.shape[0]]) * scale
+        for i in range(feat_grad.shape[0]):
+            feat_grad[i] = (g[i] - overlap * (feat[i] * scale)) * scale
+
     # ---------------------------------------------------------------- ⟨Z⟩, ⟨X⟩
     @_inline
     def _zx_one(row, n, z, x, blk):
@@ -606,14 +620,14 @@ if numba is not None:
 # φ_j = Σ_w β_w (1 − 2·bit_w(j)); its backward gives ∂L/∂β for every wire in one fold).
 OP_REAL, OP_COMPLEX, OP_PERM, OP_SIGN, OP_PHASE = 0, 1, 2, 3, 4
 
-#: Examples the general kernel evolves together, interleaved (see :func:`general_forward`).
+#: Examples the general kernel evolves together, interleaved (see :func:`general_forward`),
+#: forward and backward alike: the final states are saved in that layout (read at each
+#: forward; the tests run 8 and 16). Measured for the backward in one process,
+#: alternating, batch 32, n = 15 (session 23): 16 rows are 0–4 % slower than 8 at D = 1
+#: and 4–17 % faster at D = 3–5 (a phase's and the lowest wires' loops get twice as many
+#: values per row), once the lane conversions are blocked (one lane at a time, 16 passes
+#: over 2 MiB left L2 and cost 2× per value what 8 rows do).
 LANES = 16
-#: The same for its backward (read at each call; the tests run 8 and 16). Measured in one
-#: process, alternating, batch 32, n = 15 (session 23): 16 rows are 0–4 % slower than 8 at
-#: D = 1 and 4–17 % faster at D = 3–5 (a phase's and the lowest wires' loops get twice as
-#: many values per row), once the lane conversions are blocked (one lane at a time,
-#: 16 passes over 2 MiB left L2 and cost 2× per value what 8 rows do).
-LANES_BACKWARD = 16
 # Values per array a gate's loop handles before moving on to the next stretch (a gate on
 # a high wire has halves of 1 MiB at L = 16; short stretches bound the reuse distance).
 _CHUNK = 512
@@ -848,6 +862,36 @@ if numba is not None:
             acc += a - c
             dst[j] = a + c
         return acc
+
+    @_inline
+    def _fold_lane_halves(src, dst, half, lanes, acc):
+        """:func:`_fold_halves` for every lane of a group at once: dst[j] = src[j] +
+        src[j + half]; acc[l] = Σ_j src[j] − src[j + half] over lane l's values."""
+        for i in range(lanes):
+            acc[i] = 0
+        for j0 in range(0, half, lanes):
+            a = src[j0 : j0 + lanes]
+            c = src[j0 + half : j0 + half + lanes]
+            d = dst[j0 : j0 + lanes]
+            for i in range(lanes):
+                x, y = a[i], c[i]
+                acc[i] += x - y
+                d[i] = x + y
+
+    @_inline
+    def _z_fold_lanes(p, q, n, lanes, acc, z):
+        """:func:`_z_fold` of a group's probabilities p (lane layout): z[l, k] for every
+        lane l and wire k. p and q are consumed; acc holds ``lanes`` values."""
+        size = p.shape[0]
+        for k in range(n):
+            half = size >> 1
+            if k % 2 == 0:
+                _fold_lane_halves(p, q, half, lanes, acc)
+            else:
+                _fold_lane_halves(q, p, half, lanes, acc)
+            for i in range(lanes):
+                z[i, k] = acc[i]
+            size = half
 
     @_inline
     def _z_fold(p, q, n, z):
@@ -1178,43 +1222,52 @@ if numba is not None:
 
     @_jit
     def _general_rows(feats, n, prog, first_complex, mats, perms, signs, phase_r, phase_i,
-                      out, norms, work_r, work_i, row, row2, b0, b1, b2, b3):
+                      out, norms, work_r, work_i, cap, b0, b1, b2):
+        """The forward of a chunk of rows: work_r (and work_i, for a complex program) get
+        the final states of each group of rows in the group's lane layout, for the
+        backward, which groups the rows the same way (the same ``cap`` and chunks)."""
         dim = 1 << n
         complex_ = first_complex < prog.shape[0]
         batch = feats.shape[0]
+        acc = np.empty(cap, b0.dtype)
         start = 0
         while start < batch:
-            lanes = _group_size(batch - start, LANES)
+            lanes = _group_size(batch - start, cap)
             size = dim * lanes
-            s, si, t, ti = b0[:size], b1[:size], b2[:size], b3[:size]
             stop = start + lanes
+            keep = work_r[start:stop].reshape((size,))
+            keep_i = work_i[start:stop].reshape((size,)) if complex_ else b0[:size]
+            rows = b1[:size].reshape((lanes, dim))
             for b in range(start, stop):
-                # work_r's rows hold the encoded states until the final ones replace them
-                norms[b] = _encode_row(feats[b], work_r[b])
+                norms[b] = _encode_row(feats[b], rows[b - start])
                 if norms[b] < 0:
                     return
-            _rows_to_lanes(work_r[start:stop], s, lanes)
+            _rows_to_lanes(rows, keep, lanes)
             re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs,
-                                    phase_r, phase_i, s, si, t, ti)
-            _lanes_to_rows(re, work_r[start:stop], lanes)
+                                    phase_r, phase_i, keep, keep_i, b1[:size], b2[:size])
+            # The state ends in the saved arrays or in scratch, as the out-of-place
+            # steps left it; p and q are two arrays it does not occupy.
+            if re.ctypes.data != keep.ctypes.data:
+                keep[:] = re
+            p, q = b1[:size], b2[:size]
             if complex_:
-                _lanes_to_rows(im, work_i[start:stop], lanes)
-            for b in range(start, stop):
-                fin = work_r[b]
-                if complex_:
-                    fin_i = work_i[b]
-                    for i in range(dim):
-                        row[i] = fin[i] * fin[i] + fin_i[i] * fin_i[i]
-                else:
-                    for i in range(dim):
-                        row[i] = fin[i] * fin[i]
-                _z_fold(row, row2, n, out[b])
-            start += lanes
+                if im.ctypes.data != keep_i.ctypes.data:
+                    keep_i[:] = im
+                for j in range(size):
+                    p[j] = keep[j] * keep[j] + keep_i[j] * keep_i[j]
+            else:
+                for j in range(size):
+                    p[j] = keep[j] * keep[j]
+            _z_fold_lanes(p, q, n, lanes, acc, out[start:stop])
+            start = stop
 
     @_jit
-    def _general_grad_rows(work_r, work_i, n, prog, first_complex, mats, perms, signs,
+    def _general_grad_rows(feats, work_r, work_i, n, prog, first_complex, mats, perms, signs,
                            phase_r, phase_i, phase_grad, gout, norms, grad, gm, gp, row, row2,
                            cap, c0, c1, c2, c3, c4, c5, c6, c7):
+        """The backward of a chunk: work_r, work_i hold the final states in the lane
+        layout of :func:`_general_rows`'s groups (the same ``cap``); feats the rows the
+        forward encoded."""
         dim = 1 << n
         complex_ = first_complex < prog.shape[0]
         batch = work_r.shape[0]
@@ -1225,41 +1278,38 @@ if numba is not None:
             size = dim * lanes
             stop = start + lanes
             s, lam, si, li = c0[:size], c4[:size], c2[:size], c6[:size]
-            # λ's rows are built in the scratch halves (free until the sweep starts)
-            lam_rows = c1[:size].reshape((lanes, dim))
-            lam_rows_i = c3[:size].reshape((lanes, dim))
+            # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state: d_j·ψ_j, d_j = Σ_k ±g_k
+            # per example, built as rows in a scratch half (free until the sweep starts)
+            # and brought to the lane layout of the saved final state.
+            d_rows = c1[:size].reshape((lanes, dim))
             for lane in range(lanes):
-                b = start + lane
-                # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state: d_j·ψ_j, d_j = Σ_k ±g_k.
-                _z_weights(gout[b], n, row)
-                fin = work_r[b]
-                out_row = lam_rows[lane]
-                for j in range(dim):
-                    out_row[j] = row[j] * fin[j]
-                if complex_:
-                    fin_i = work_i[b]
-                    out_row = lam_rows_i[lane]
-                    for j in range(dim):
-                        out_row[j] = row[j] * fin_i[j]
-            _rows_to_lanes(work_r[start:stop], s, lanes)
-            _rows_to_lanes(lam_rows, lam, lanes)
+                _z_weights(gout[start + lane], n, d_rows[lane])
+            d = c3[:size]
+            _rows_to_lanes(d_rows, d, lanes)
+            keep = work_r[start:stop].reshape((size,))
+            for j in range(size):
+                x = keep[j]
+                s[j] = x
+                lam[j] = d[j] * x
             if complex_:
-                _rows_to_lanes(work_i[start:stop], si, lanes)
-                _rows_to_lanes(lam_rows_i, li, lanes)
-            psi, lam0 = _group_backward(
+                keep_i = work_i[start:stop].reshape((size,))
+                for j in range(size):
+                    y = keep_i[j]
+                    si[j] = y
+                    li[j] = d[j] * y
+            _, lam0 = _group_backward(
                 n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
                 phase_grad, gm, gp,
                 (s, c1[:size], si, c3[:size], lam, c5[:size], li, c7[:size]),
                 row, row2, fold,
             )
-            # ψ₀ and λ₀ are in two of c0, c1, c4, c5; the imaginary parts' arrays are free
-            psi_rows = c2[:size].reshape((lanes, dim))
+            # λ₀ is in one of c4, c5; the imaginary parts' arrays are free. ψ₀ is taken
+            # from the features (exact, and one lane conversion fewer), not from psi.
             lam0_rows = c6[:size].reshape((lanes, dim))
-            _lanes_to_rows(psi, psi_rows, lanes)
             _lanes_to_rows(lam0, lam0_rows, lanes)
             for lane in range(lanes):
-                _project_out(grad[start + lane], psi_rows[lane], lam0_rows[lane],
-                             norms[start + lane])
+                b = start + lane
+                _project_out_features(grad[b], feats[b], lam0_rows[lane], norms[b])
             start = stop
 
 
@@ -1436,8 +1486,9 @@ def _scratch_views(sizes: list[tuple[int, np.dtype]]) -> tuple[list[np.ndarray],
     return list(blocks.values()), views
 
 
-def _run_split(kernel, batch: int, *args) -> None:
-    """Runs ``kernel`` on contiguous row chunks of the batch, one per torch thread.
+def _run_split(kernel, batch: int, *args, threads: int | None = None) -> None:
+    """Runs ``kernel`` on contiguous row chunks of the batch, one per torch thread (or
+    ``threads`` chunks: a backward cuts the batch as its forward did).
 
     ``_Rows`` arguments are sliced to the chunk, ``_Scratch`` ones become arrays cut from
     one pool buffer per chunk (:func:`_scratch_views`), ``_PerChunk`` ones give the chunk
@@ -1445,7 +1496,7 @@ def _run_split(kernel, batch: int, *args) -> None:
     chunks run in parallel in a small thread pool.
     """
     global _POOL, _POOL_KEY
-    threads = _threads(batch)
+    threads = _threads(batch) if threads is None else threads
     bounds = [batch * i // threads for i in range(threads + 1)]
 
     scratch_sizes = [(a.size, np.dtype(a.dtype)) for a in args if isinstance(a, _Scratch)]
@@ -1680,17 +1731,20 @@ def general_forward(
     work_r = lease.array((batch, dim), feats.dtype)
     work_i = lease.array((batch, dim if complex_ else 1), feats.dtype)
     norms = np.zeros(batch)
-    lanes = min(LANES, batch)
+    cap = LANES
+    threads = _threads(batch)
     phase_r, phase_i = _phase_tables(phases, n, feats.dtype)
     _run_split(
         _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
         perms, signs, phase_r, phase_i, _Rows(out), _Rows(norms), _Rows(work_r),
-        _Rows(work_i), _Scratch(dim, feats.dtype), _Scratch(dim, feats.dtype),
-        *(_Scratch(dim * lanes, feats.dtype) for _ in range(4)),
+        _Rows(work_i), cap, *(_Scratch(dim * min(cap, batch), feats.dtype) for _ in range(3)),
+        threads=threads,
     )
     if not (norms >= 0).all():
         return None
-    return torch.from_numpy(out), (work_r, work_i, norms, lease, phase_r, phase_i)
+    return torch.from_numpy(out), (
+        work_r, work_i, norms, lease, phase_r, phase_i, (threads, cap)
+    )
 
 
 def _phase_tables(phases: torch.Tensor | None, n: int, dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -1725,32 +1779,35 @@ if numba is not None:
 
 
 def general_backward(
-    saved: tuple, n_features: int, n: int, prog: np.ndarray, first_complex: int,
+    saved: tuple, features: torch.Tensor, n: int, prog: np.ndarray, first_complex: int,
     mats: torch.Tensor, perms: np.ndarray, signs: np.ndarray, gz: torch.Tensor,
     phase_grad: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``Σ gz·z`` (:func:`general_forward`, ``saved`` its second output,
-    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (zero for all-zero rows), ``mats``
+    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (the forward's ``features``; zero
+    gradient for all-zero rows), ``mats``
     ``[M, 2, 2, 2]`` and the phase angles ``[T, n]`` (zero for the tables that
     ``phase_grad`` ``[T]`` marks 0: constant ones), by the adjoint method: one backward
     sweep un-applies every instruction to the final state and to ∂L/∂ψ, memory O(2^n)
     per thread."""
-    work_r, work_i, norms, _, phase_r, phase_i = saved
+    work_r, work_i, norms, _, phase_r, phase_i, (threads, cap) = saved
     batch, dim = work_r.shape
     mats_np = _as_array(mats, work_r)
     tables = phase_r.shape[0]
     if phase_grad is None:
         phase_grad = np.ones(tables, np.int8)
-    cap = LANES_BACKWARD
-    grad = np.empty((batch, n_features), work_r.dtype)
-    gm = np.zeros((_threads(batch), *mats_np.shape), work_r.dtype)
-    gp = np.zeros((_threads(batch), tables, n), work_r.dtype)
+    feats = _as_array(features, work_r)
+    grad = np.empty_like(feats)
+    gm = np.zeros((threads, *mats_np.shape), work_r.dtype)
+    gp = np.zeros((threads, tables, n), work_r.dtype)
     _run_split(
-        _general_grad_rows, batch, _Rows(work_r), _Rows(work_i), n, prog, first_complex,
-        mats_np, perms, signs, phase_r, phase_i, phase_grad, _Rows(_as_array(2 * gz, work_r)),
+        _general_grad_rows, batch, _Rows(feats), _Rows(work_r), _Rows(work_i), n, prog,
+        first_complex, mats_np, perms, signs, phase_r, phase_i, phase_grad,
+        _Rows(_as_array(2 * gz, work_r)),
         _Rows(norms), _Rows(grad), _PerChunk(gm), _PerChunk(gp), _Scratch(dim, work_r.dtype),
         _Scratch(dim, work_r.dtype), cap,
         *(_Scratch(dim * min(cap, batch), work_r.dtype) for _ in range(8)),
+        threads=threads,
     )
     return (torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0)),
             torch.from_numpy(gp.sum(axis=0)))
