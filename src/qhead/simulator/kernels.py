@@ -1230,26 +1230,40 @@ if numba is not None:
         complex_ = first_complex < prog.shape[0]
         batch = feats.shape[0]
         acc = np.empty(cap, b0.dtype)
+        # Each permutation moves the state to the other buffer (the imaginary parts only
+        # after the first complex instruction): the state starts in scratch when their
+        # count is odd, so that it ends in the saved arrays without a copy.
+        moves_re = moves_im = 0
+        for g in range(prog.shape[0]):
+            if prog[g, 0] == 2:
+                moves_re += 1
+                if g > first_complex:
+                    moves_im += 1
         start = 0
         while start < batch:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
             keep = work_r[start:stop].reshape((size,))
-            keep_i = work_i[start:stop].reshape((size,)) if complex_ else b0[:size]
-            rows = b1[:size].reshape((lanes, dim))
+            s, t, rows = keep, b1[:size], b1[:size].reshape((lanes, dim))
+            if moves_re % 2 == 1:
+                s, t, rows = b1[:size], keep, b0[:size].reshape((lanes, dim))
+            keep_i = si = b0[:size]  # a real program never touches the imaginary parts
+            ti = b2[:size]
+            if complex_:
+                keep_i = si = work_i[start:stop].reshape((size,))
+                if moves_im % 2 == 1:
+                    si, ti = ti, si
             for b in range(start, stop):
                 norms[b] = _encode_row(feats[b], rows[b - start])
                 if norms[b] < 0:
                     return
-            _rows_to_lanes(rows, keep, lanes)
+            _rows_to_lanes(rows, s, lanes)
             re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs,
-                                    phase_r, phase_i, keep, keep_i, b1[:size], b2[:size])
-            # The state ends in the saved arrays or in scratch, as the out-of-place
-            # steps left it; p and q are two arrays it does not occupy.
-            if re.ctypes.data != keep.ctypes.data:
+                                    phase_r, phase_i, s, si, t, ti)
+            if re.ctypes.data != keep.ctypes.data:  # not expected: see moves_re
                 keep[:] = re
-            p, q = b1[:size], b2[:size]
+            p, q = b1[:size], b2[:size]  # the state occupies neither
             if complex_:
                 if im.ctypes.data != keep_i.ctypes.data:
                     keep_i[:] = im
