@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     print(f"# general kernel profile: batch {BATCH}, n={N_QUBITS}, float32; CPU {cpu_model()} "
           f"({os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}); "
-          f"{threads} threads; LANES {kernels.LANES}, LANES_BACKWARD {kernels.LANES_BACKWARD}; "
+          f"{threads} threads; LANES {kernels.LANES}; "
           f"CPU ms (all threads), min of {args.repeats}")
     kernel = Kernel(args.repeats)
     costs = unit_costs(kernel)

@@ -400,6 +400,22 @@ def test_split_segments_match_dense_matrices_and_pass_gradcheck(seed):
 
 
 @needs_numba
+def test_features_changed_in_place_before_the_backward_are_an_error():
+    # The general kernel's backward reads the features again (ψ₀ = x/‖x‖): changing them
+    # in place after the forward must be torch's error, not a silently wrong gradient.
+    n = 5
+    ops, shape = _random_circuit(n, 20, 4)
+    weights = torch.rand(shape, dtype=torch.float64)
+    features = torch.randn(3, 2**n, dtype=torch.float64, requires_grad=True)
+    inputs = features * 1  # a non-leaf, so it can be changed in place
+    out = run_encoded_circuit(inputs, n, ops, weights, (0, 4), simulator="cpu-kernels")
+    with torch.no_grad():
+        inputs.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+@needs_numba
 def test_a_forward_in_between_does_not_disturb_saved_states():
     # The kernels reuse their buffers: the states saved by one forward must survive
     # another forward (and its release) before their backward.
