@@ -147,10 +147,11 @@ def test_general_kernel_groups_of_rows_match_the_reference(
 ):
     # The kernel evolves up to kernels.LANES rows together and the rest in smaller
     # power-of-two groups, whose lowest wires take the short-pair loops, and saves the
-    # final states in each group's layout for the backward; groups of 16 and 8 rows change
-    # layout in blocks of 16 amplitudes (n = 7), other groups and states of fewer than 16
-    # amplitudes (n = 3) one row at a time. Every batch size, thread split and group cap
-    # must give the reference's numbers.
+    # final states in each group's layout for the backward; groups of 16 and 8 rows are
+    # encoded into that layout (and their feature gradients read from it) in blocks of 16
+    # amplitudes plus a remainder (n = 7: 123 features), other groups and short rows
+    # (n = 3) one amplitude at a time. Every batch size, thread split and group cap must
+    # give the reference's numbers.
     from qhead.simulator import cpu_kernels
     from qhead.simulator.plan import compile_plan
 

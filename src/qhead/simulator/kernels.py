@@ -182,27 +182,37 @@ if numba is not None:
 
     # ---------------------------------------------------------------- encoding
     @_inline
-    def _encode_row(feat, psi):
-        """psi = pad(feat)/‖feat‖; returns ‖feat‖ (float64). All-zero rows give |0…0⟩
-        and norm 0 (as :func:`qhead.simulator.amplitude_encode`). Returns −1 for rows
-        this kernel leaves to the torch encoder: non-finite values (it raises the
-        error) and norms outside [1e-30, 1e30] (where 1/‖x‖ would lose precision in
-        float32; the torch encoder rescales first)."""
-        n_feat = feat.shape[0]
+    def _row_norm(feat):
+        """‖feat‖ in float64; 0 for an all-zero row. Returns −1 for rows the kernels
+        leave to the torch encoder: non-finite values (it raises the error) and norms
+        outside [1e-30, 1e30] (where 1/‖x‖ would lose precision in float32; the torch
+        encoder rescales first)."""
         acc = 0.0
-        for i in range(n_feat):
+        for i in range(feat.shape[0]):
             v = np.float64(feat[i])
             acc += v * v
         if not acc <= 1e60:  # also NaN and inf (a comparison, not isfinite, which
             return -1.0  # LLVM may fold under the fast-math flags)
         if acc == 0:
+            return 0.0
+        if acc < 1e-60:
+            return -1.0
+        return np.sqrt(acc)
+
+    @_inline
+    def _encode_row(feat, psi):
+        """psi = pad(feat)/‖feat‖; returns ‖feat‖ as :func:`_row_norm` (−1: the row is left
+        to the torch encoder). All-zero rows give |0…0⟩ and norm 0 (as
+        :func:`qhead.simulator.amplitude_encode`)."""
+        n_feat = feat.shape[0]
+        norm = _row_norm(feat)
+        if norm < 0:
+            return norm
+        if norm == 0:
             for i in range(psi.shape[0]):
                 psi[i] = 0
             psi[0] = 1
             return 0.0
-        if acc < 1e-60:
-            return -1.0
-        norm = np.sqrt(acc)
         psi[0] = 1.0 / norm  # the array converts the scale to its own dtype
         scale = psi[0]
         for i in range(n_feat):
@@ -790,22 +800,6 @@ if numba is not None:
                 p, q = x[i], y[i]
                 x[i] = p * c + q * t
                 y[i] = q * c - p * t
-
-    @_inline
-    def _row_norm(feat):
-        """‖feat‖ (float64) as :func:`_encode_row` judges it: 0 for an all-zero row, −1
-        for a row it leaves to the torch encoder."""
-        acc = 0.0
-        for i in range(feat.shape[0]):
-            v = np.float64(feat[i])
-            acc += v * v
-        if not acc <= 1e60:  # also NaN and inf (see _encode_row)
-            return -1.0
-        if acc == 0:
-            return 0.0
-        if acc < 1e-60:
-            return -1.0
-        return np.sqrt(acc)
 
     @_inline
     def _scaled_to_lanes(feats, state, lanes, scale, stop):
@@ -1793,8 +1787,9 @@ def general_forward(
 
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`general_backward` needs (the
-        final states, the norms, the :class:`Lease` that owns the states' memory and the
-        phase tables: keep the whole tuple), or ``None`` when some row needs the torch
+        final states in each group's lane layout, the norms, the :class:`Lease` that owns
+        the states' memory, the phase tables and how the rows were grouped: keep the
+        whole tuple), or ``None`` when some row needs the torch
         encoder (see :func:`encoded_zx_forward`).
     """
     batch = features.shape[0]
@@ -1859,12 +1854,12 @@ def general_backward(
     phase_grad: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of ``Σ gz·z`` (:func:`general_forward`, ``saved`` its second output,
-    ``gz`` ``[B, n]``) w.r.t. the features ``[B, N]`` (the forward's ``features``; zero
-    gradient for all-zero rows), ``mats``
-    ``[M, 2, 2, 2]`` and the phase angles ``[T, n]`` (zero for the tables that
-    ``phase_grad`` ``[T]`` marks 0: constant ones), by the adjoint method: one backward
-    sweep un-applies every instruction to the final state and to ∂L/∂ψ, memory O(2^n)
-    per thread."""
+    ``features`` the same ``[B, N]`` tensor it encoded, ``gz`` ``[B, n]``) w.r.t. the
+    features (zero for all-zero rows), ``mats`` ``[M, 2, 2, 2]`` and the phase angles
+    ``[T, n]`` (zero for the tables that ``phase_grad`` ``[T]`` marks 0: constant ones),
+    by the adjoint method: one backward sweep un-applies every instruction to the final
+    state and to ∂L/∂ψ, memory O(2^n) per thread. The rows are grouped (and cut between
+    threads) as the forward grouped them: the saved states are in those groups' layout."""
     work_r, work_i, norms, _, phase_r, phase_i, (threads, cap) = saved
     batch, dim = work_r.shape
     mats_np = _as_array(mats, work_r)
