@@ -353,15 +353,21 @@ def test_euler_split_refuses_a_phase_between_real_gates(sequence):
 
 
 @needs_numba
-def test_phase_tables_are_the_kronecker_product_of_rz():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("pooled", [False, True])
+def test_phase_tables_are_the_kronecker_product_of_rz(dtype, pooled):
+    # With a lease (as general_forward calls it) the tables come from the buffer pool.
     n = 4
     angles = torch.tensor([[0.3, -1.2, 2.0, 0.0], [1.0, 0.5, -0.25, 3.0]], dtype=torch.float64)
-    real, imag = kernels._phase_tables(angles, n, np.float64)
+    lease = kernels.Lease() if pooled else None
+    real, imag = kernels._phase_tables(angles, n, dtype, lease)
+    assert real.dtype == imag.dtype == dtype and real.shape == (2, 2**n)
     for t in range(2):
         dense = np.ones(1, complex)
         for w in range(n):
             dense = np.kron(dense, np.diag(ref.rz(float(angles[t, w]))))
-        np.testing.assert_allclose(real[t] + 1j * imag[t], dense, atol=1e-14)
+        tol = 1e-14 if dtype == np.float64 else 1e-7
+        np.testing.assert_allclose(real[t] + 1j * imag[t], dense, atol=tol)
 
 
 @needs_numba

@@ -1803,7 +1803,7 @@ def general_forward(
     norms = np.zeros(batch)
     cap = LANES
     threads = _threads(batch)
-    phase_r, phase_i = _phase_tables(phases, n, feats.dtype)
+    phase_r, phase_i = _phase_tables(phases, n, feats.dtype, lease)
     _run_split(
         _general_rows, batch, _Rows(feats), n, prog, first_complex, _as_array(mats, feats),
         perms, signs, phase_r, phase_i, _Rows(out), _Rows(norms), _Rows(work_r),
@@ -1817,16 +1817,32 @@ def general_forward(
     )
 
 
-def _phase_tables(phases: torch.Tensor | None, n: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _phase_tables(phases: torch.Tensor | None, n: int, dtype,
+                  lease: Lease | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``[T, 2^n]`` real and imaginary parts of exp(−i/2·Σ_w β_w (1 − 2·bit_w(j))) for the
-    angles ``phases`` ``[T, n]`` (one dummy row when there are none)."""
+    angles ``phases`` ``[T, n]`` (one dummy row when there are none), built in float64.
+    With a ``lease`` the tables and the float64 scratch come from the buffer pool: fresh
+    arrays of this size (MiBs at n = 15) page-fault on every call unless glibc keeps freed
+    memory (:mod:`qhead.memory`)."""
     if phases is None or phases.shape[0] == 0:
         return np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
     angles = phases.detach().to(torch.float64).numpy()
-    real = np.empty((angles.shape[0], 2**n), np.float64)
-    imag = np.empty_like(real)
+    shape = (angles.shape[0], 2**n)
+    if lease is None:
+        real, imag = np.empty(shape), np.empty(shape)
+        _build_phase_tables(angles, real, imag)
+        return real.astype(dtype), imag.astype(dtype)
+    if np.dtype(dtype) == np.float64:
+        real, imag = lease.array(shape, np.float64), lease.array(shape, np.float64)
+        _build_phase_tables(angles, real, imag)
+        return real, imag
+    scratch = Lease()
+    real, imag = scratch.array(shape, np.float64), scratch.array(shape, np.float64)
     _build_phase_tables(angles, real, imag)
-    return real.astype(dtype), imag.astype(dtype)
+    out_r, out_i = lease.array(shape, dtype), lease.array(shape, dtype)
+    out_r[...] = real
+    out_i[...] = imag
+    return out_r, out_i
 
 
 if numba is not None:
