@@ -1828,18 +1828,18 @@ def _phase_tables(phases: torch.Tensor | None, n: int, dtype,
         return np.ones((1, 1), dtype), np.zeros((1, 1), dtype)
     angles = phases.detach().to(torch.float64).numpy()
     shape = (angles.shape[0], 2**n)
-    if lease is None:
-        real, imag = np.empty(shape), np.empty(shape)
-        _build_phase_tables(angles, real, imag)
-        return real.astype(dtype), imag.astype(dtype)
+
+    def owned(kind) -> np.ndarray:
+        return np.empty(shape, kind) if lease is None else lease.array(shape, kind)
+
     if np.dtype(dtype) == np.float64:
-        real, imag = lease.array(shape, np.float64), lease.array(shape, np.float64)
+        real, imag = owned(np.float64), owned(np.float64)
         _build_phase_tables(angles, real, imag)
         return real, imag
-    scratch = Lease()
+    scratch = Lease()  # the float64 tables go back to the pool on return
     real, imag = scratch.array(shape, np.float64), scratch.array(shape, np.float64)
     _build_phase_tables(angles, real, imag)
-    out_r, out_i = lease.array(shape, dtype), lease.array(shape, dtype)
+    out_r, out_i = owned(dtype), owned(dtype)
     out_r[...] = real
     out_i[...] = imag
     return out_r, out_i
