@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from qhead.simulator import kernels
+from qhead.simulator import kernels, walsh
 from qhead.simulator.gates import complex_dtype
 from qhead.simulator.ops import GATES, Op
 from qhead.simulator.plan import (
@@ -357,6 +357,38 @@ class _EncodedGeneral(torch.autograd.Function):
         return grad, grad_mats.to(mats.dtype), grad_phases, None, None, None
 
 
+class _EncodedWalsh(torch.autograd.Function):
+    """⟨Z⟩ of the measured wires for a circuit of RX, X and CNOT on
+    ``amplitude_encode(features)``, in the Hadamard frame (:mod:`qhead.simulator.walsh`)."""
+
+    @staticmethod
+    def forward(ctx, features, angles, frame, wires):
+        result = walsh.walsh_forward(features, frame, angles)
+        if result is None:
+            raise _Declined
+        z_all, saved = result
+        ctx.save_for_backward(features)
+        ctx.saved, ctx.frame, ctx.wires = saved, frame, wires
+        ctx.angle_dtype = angles.dtype
+        return select_wires(z_all, wires)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        (features,) = ctx.saved_tensors
+        dtype = torch.from_numpy(ctx.saved[0][0][:0]).dtype
+        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.frame.n)
+        grad, grad_angles = walsh.walsh_backward(ctx.saved, features, ctx.frame, gz)
+        return grad, grad_angles.to(ctx.angle_dtype), None, None
+
+
+def _frame(plan: Plan) -> walsh.HadamardFrame | None:
+    key = "hadamard-frame"
+    if key not in plan._cache:
+        plan._cache[key] = walsh.hadamard_frame(plan.ops, plan.n, plan.shape)
+    return plan._cache[key]
+
+
 def _program(plan: Plan, dtype: torch.dtype) -> _Program:
     key = ("program", dtype)
     if key not in plan._cache:
@@ -365,12 +397,14 @@ def _program(plan: Plan, dtype: torch.dtype) -> _Program:
 
 
 def kernel_for(plan: Plan) -> str:
-    """Which kernel runs ``plan``: "product", "layer" or "general" (the first two
-    unroll the three lowest wires: n ≥ 3)."""
+    """Which kernel runs ``plan``: "product", "walsh", "layer" or "general" ("product"
+    and "layer" unroll the three lowest wires: n ≥ 3)."""
     if plan.n < kernels.MIN_QUBITS:
-        return "general"
+        return "walsh" if _frame(plan) is not None else "general"
     if plan.product is not None:
         return "product"
+    if _frame(plan) is not None:
+        return "walsh"
     if plan.single_real_layer() is not None:
         return "layer"
     return "general"
@@ -396,6 +430,10 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             layer = plan.single_real_layer()
             mats = per_wire(fused_matrices(layer, weights, dtype), layer.wires, range(n))
             return _EncodedLayer.apply(features, mats, n, plan.signs_t(dtype))
+        if kind == "walsh":
+            frame = _frame(plan)
+            angles = weights.reshape(-1)[frame.param_index.to(weights.device)]
+            return _EncodedWalsh.apply(features, angles, frame, wires)
         program = _program(plan, dtype)
         mats = program.matrices(weights, dtype)
         phases = program.phases(weights, dtype)

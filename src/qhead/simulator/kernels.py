@@ -861,6 +861,13 @@ if numba is not None:
             c = lam[j * lanes : (j + 1) * lanes]
             for lane in range(lanes):
                 shift[lane] += a[lane] * c[lane]
+        _project_out_given(grad, feats, lam, norms, lanes, shift, scale)
+
+    @_inline
+    def _project_out_given(grad, feats, lam, norms, lanes, shift, scale):
+        """The rest of :func:`_project_out_lanes` once shift[l] holds ψ₀·λ₀ of lane l
+        (it is overwritten; scale is scratch of ``lanes`` values)."""
+        n_feat = feats.shape[1]
         for lane in range(lanes):
             norm = norms[lane]
             scale[lane] = 1.0 / norm if norm > 0 else 0.0
