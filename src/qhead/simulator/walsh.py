@@ -154,8 +154,13 @@ if kernels.numba is not None:
     def _wht_lanes(a, n, lanes):
         """a ← WHT(a) in place, unnormalised (H⊗ⁿ·2^(n/2)), over the n bits of the
         amplitude index, for every lane of a group (lanes = 1: a plain vector)."""
+        _wht_lanes_from(a, n, lanes, 0)
+
+    @_inline
+    def _wht_lanes_from(a, n, lanes, first):
+        """:func:`_wht_lanes` over the bits ``first`` … n − 1 only."""
         dim = a.shape[0]
-        b = 0
+        b = first
         while b + 2 <= n:
             h = (1 << b) * lanes
             for base in range(0, dim, 4 * h):
@@ -170,6 +175,66 @@ if kernels.numba is not None:
                 for c in range(base, base + h, _CHUNK):
                     e = min(c + _CHUNK, base + h)
                     _butterfly2(a[c:e], a[c + h : e + h])
+
+    @_inline
+    def _monomial_lanes(w, re, im, sigma, cos, sin, lanes, n):
+        """(re, im) ← the lowest two butterfly levels of v = e^{iΦ}·w[σ] (rows of
+        ``lanes`` values; one level when n = 1): the monomial and the first radix-4 pass
+        of the complex transform in one sweep (v itself is never stored)."""
+        dim = sigma.shape[0]
+        if n == 1:
+            for i in range(lanes):
+                x0, x1 = w[sigma[0] * lanes + i], w[sigma[1] * lanes + i]
+                re[i], re[lanes + i] = x0 * cos[0] + x1 * cos[1], x0 * cos[0] - x1 * cos[1]
+                im[i], im[lanes + i] = x0 * sin[0] + x1 * sin[1], x0 * sin[0] - x1 * sin[1]
+            return
+        for j in range(0, dim, 4):
+            c0, c1, c2, c3 = cos[j], cos[j + 1], cos[j + 2], cos[j + 3]
+            s0, s1, s2, s3 = sin[j], sin[j + 1], sin[j + 2], sin[j + 3]
+            k0, k1 = sigma[j] * lanes, sigma[j + 1] * lanes
+            k2, k3 = sigma[j + 2] * lanes, sigma[j + 3] * lanes
+            w0, w1 = w[k0 : k0 + lanes], w[k1 : k1 + lanes]
+            w2, w3 = w[k2 : k2 + lanes], w[k3 : k3 + lanes]
+            at = j * lanes
+            r = re[at : at + 4 * lanes]
+            m = im[at : at + 4 * lanes]
+            for i in range(lanes):
+                x0, x1, x2, x3 = w0[i], w1[i], w2[i], w3[i]
+                a0, a1, a2, a3 = x0 * c0, x1 * c1, x2 * c2, x3 * c3
+                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
+                r[i] = p0 + p2
+                r[lanes + i] = p1 + p3
+                r[2 * lanes + i] = p0 - p2
+                r[3 * lanes + i] = p1 - p3
+                b0, b1, b2, b3 = x0 * s0, x1 * s1, x2 * s2, x3 * s3
+                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
+                m[i] = q0 + q2
+                m[lanes + i] = q1 + q3
+                m[2 * lanes + i] = q0 - q2
+                m[3 * lanes + i] = q1 - q3
+
+    @_inline
+    def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef):
+        """λ = (Σ_k g_k Z_k)χ for every lane of a group: d_j = Σ_k ±g_k as the sum of a
+        table over the upper bits of j and one over the lower bits (both in L1), so
+        that the 2^n·L values of d are never stored. top and low hold 2^⌈n/2⌉·L and
+        2^⌊n/2⌋·L values."""
+        low_bits = n // 2
+        high_bits = n - low_bits
+        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
+        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
+        count = 1 << low_bits
+        for hi in range(1 << high_bits):
+            t = top[hi * lanes : (hi + 1) * lanes]
+            for lo in range(count):
+                u = low[lo * lanes : (lo + 1) * lanes]
+                at = (hi * count + lo) * lanes
+                a, b = re[at : at + lanes], im[at : at + lanes]
+                x, y = lr[at : at + lanes], li[at : at + lanes]
+                for i in range(lanes):
+                    d = t[i] + u[i]
+                    x[i] = d * a[i]
+                    y[i] = d * b[i]
 
     @_jit
     def _wht(v, n):
@@ -203,18 +268,9 @@ if kernels.numba is not None:
                 if norms[b] == 0:
                     w[b - start] = 1  # an all-zero row is |0…0⟩
             _wht_lanes(w, n, lanes)
-            for j in range(dim):
-                c, s = cos[j], sin[j]
-                k = sigma[j] * lanes
-                src = w[k : k + lanes]
-                a = re[j * lanes : (j + 1) * lanes]
-                b_ = im[j * lanes : (j + 1) * lanes]
-                for i in range(lanes):
-                    x = src[i]
-                    a[i] = x * c
-                    b_[i] = x * s
-            _wht_lanes(re, n, lanes)
-            _wht_lanes(im, n, lanes)
+            _monomial_lanes(w, re, im, sigma, cos, sin, lanes, n)
+            _wht_lanes_from(re, n, lanes, 2)
+            _wht_lanes_from(im, n, lanes, 2)
             _z_measure_lanes(re, im, True, p[:size], q[:size], n, lanes, acc,
                              out[start:stop])
             start = stop
@@ -227,6 +283,8 @@ if kernels.numba is not None:
         dim = 1 << n
         batch = feats.shape[0]
         coef = np.empty(cap, lr.dtype)
+        top = np.empty((1 << (n - n // 2)) * cap, lr.dtype)
+        low = np.empty((1 << (n // 2)) * cap, lr.dtype)
         dots = np.empty(cap, lr.dtype)
         scale = np.empty(cap, lr.dtype)
         start = 0
@@ -239,11 +297,7 @@ if kernels.numba is not None:
             im = keep_i[start:stop].reshape((size,))
             mr, mi, r = lr[:size], li[:size], rho[:size]
             # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g), then μ = WHT(λ)
-            _z_weights_lanes(gout[start:stop], n, r, lanes, coef)
-            for j in range(size):
-                d = r[j]
-                mr[j] = d * re[j]
-                mi[j] = d * im[j]
+            _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef)
             _wht_lanes(mr, n, lanes)
             _wht_lanes(mi, n, lanes)
             # With v_j = e^{iΦ_j} w_σ(j): ∂L/∂Φ_j = Σ_l w_σ(j)·(μi·cos − μr·sin) and
