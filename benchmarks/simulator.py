@@ -98,8 +98,8 @@ def layer_timings(layer, x: torch.Tensor, repeats: int, warmup: int):
 
 def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
     """``(flops, bytes)`` per example, forward + backward, of the general kernel's program
-    for ``head`` (after fusion, folding and the Euler split), or None for the specialised
-    kernels.
+    for ``head`` (after fusion, folding and the Euler split) or of the Hadamard-frame
+    kernel (:func:`walsh_cost`), or None for the other specialised kernels.
 
     Per amplitude, float32. Flops: a real 2×2 matrix costs 3 forward and 10 backward (the
     state and λ un-applied, four dot products), on a complex state twice that; a complex
@@ -116,7 +116,10 @@ def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
 
     plan = compile_plan(tuple(head.ops), head.n_qubits, tuple(head.measured_wires),
                         tuple(head.weights.shape))
-    if cpu_kernels.kernel_for(plan) != "general":
+    kind = cpu_kernels.kernel_for(plan)
+    if kind == "walsh":
+        return walsh_cost(head.n_qubits)
+    if kind != "general":
         return None
     program = cpu_kernels._program(plan, torch.float32)
     flops, moved = 12.0, 100.0
@@ -134,6 +137,23 @@ def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
         else:  # OP_PERM, OP_SIGN
             flops += 3 * parts
     return flops * 2**head.n_qubits, moved * 2**head.n_qubits
+
+
+def walsh_cost(n: int) -> tuple[float, float]:
+    """``(flops, bytes)`` per example, forward + backward, of the Hadamard-frame kernel
+    (:mod:`qhead.simulator.walsh`), whatever the depth. Per amplitude, float32: a
+    transform is n additions per real array (radix-4 passes: ⌈n/2⌉ passes over it, 8 B
+    each); forward the encoding (1), a real and a complex transform (3n), the monomial
+    (2) and the measurement (5); backward λ (3), a complex and a real transform (3n),
+    the pass through the monomial with ∂L/∂Φ and ψ₀·λ₀ (10) and the projection (3).
+    Bytes: the transforms' passes (the monomial shares the first complex one), the
+    encoding (7), the monomial (12), the measurement (16), λ (16), the monomial's
+    backward (16) and the projection (10)."""
+    passes = (n + 1) // 2
+    flops = 6 * n + 24
+    moved = 7 + 8 * passes + 12 + 16 * max(passes - 1, 0) + 16
+    moved += 16 + 16 * passes + 16 + 8 * passes + 10
+    return flops * 2**n, moved * 2**n
 
 
 def _cell(t) -> str:
