@@ -51,7 +51,7 @@ def _hadamard(n: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("n", "count", "seed"), [(1, 3, 0), (2, 6, 1), (3, 14, 2), (4, 25, 3)])
-def test_frame_is_h_monomial_h_up_to_a_global_phase(n, count, seed):
+def test_frame_is_h_phase_h_scatter_up_to_a_global_phase(n, count, seed):
     ops, shape = _frame_circuit(n, count, seed)
     weights = np.random.default_rng(seed).uniform(0, 6.3, shape)
     frame = walsh.hadamard_frame(tuple(ops), n, shape)
@@ -59,15 +59,17 @@ def test_frame_is_h_monomial_h_up_to_a_global_phase(n, count, seed):
     angles = weights.reshape(-1)[frame.param_index.numpy()]
     cos, sin = walsh._phase_table(frame, angles, np.float64, lease)
     dim = 2**n
-    monomial = np.zeros((dim, dim), complex)
-    monomial[np.arange(dim), frame.sigma] = (cos + 1j * sin) * dim  # tables carry 2^−n
+    phase = np.diag((cos + 1j * sin) * dim)  # the tables carry 2^−n
+    scatter = np.zeros((dim, dim))
+    scatter[frame.tau, np.arange(dim)] = 1  # amplitude i goes to row τ(i)
+    assert sorted(frame.tau) == list(range(dim))
     hadamard = _hadamard(n)
-    built = hadamard @ monomial @ hadamard
+    built = hadamard @ phase @ hadamard @ scatter
     exact = _dense_unitary(n, ops, weights)
     k = np.unravel_index(np.argmax(np.abs(exact)), exact.shape)
-    phase = exact[k] / built[k]
-    assert abs(abs(phase) - 1) < 1e-12
-    np.testing.assert_allclose(built * phase, exact, atol=1e-12)
+    global_phase = exact[k] / built[k]
+    assert abs(abs(global_phase) - 1) < 1e-12
+    np.testing.assert_allclose(built * global_phase, exact, atol=1e-12)
 
 
 @pytest.mark.parametrize(

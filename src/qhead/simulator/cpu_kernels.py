@@ -3,18 +3,22 @@
 Every function here starts from the raw features (the amplitude encoding is fused into
 the kernels, forward and backward) and returns ``None`` — "declined" — for a batch the
 kernels leave to the torch path (a row with non-finite values or a norm out of range).
-Three kernels, chosen by the plan's shape:
+Four kernels, chosen by the plan's shape (:func:`kernel_for`):
 
 * a product of one-qubit gates (Ansatz 1): ⟨Z_k⟩₀, ⟨X_k⟩₀ of the encoded state and the
   2×2 formula (:class:`_EncodedRY` for RY only, one autograd node);
+* a circuit of RX, X and CNOT (``basic-entangler``): H·monomial·H, two Walsh–Hadamard
+  transforms per example whatever the depth (:class:`_EncodedWalsh`,
+  :mod:`qhead.simulator.walsh`);
 * one real layer of one-qubit gates, CNOTs folded into the measurement (Ansatz 2 at
   D = 1): :class:`_EncodedLayer`;
 * anything else: :class:`_EncodedGeneral`, the whole gate list applied to each example
   while its state stays in the core's cache (fused one-qubit matrices, CNOT, CZ; real
   arithmetic until the first complex gate), backward by the adjoint method.
 
-The kernels differentiate with respect to the features and the fused matrices; autograd
-carries the gradient from the matrices to the angles (:func:`plan.fused_matrices`).
+The kernels differentiate with respect to the features and the fused matrices (the
+Hadamard-frame kernel: the rotation angles); autograd carries the gradient from the
+matrices to the angles (:func:`plan.fused_matrices`).
 """
 
 from __future__ import annotations

@@ -6,19 +6,25 @@ of these gates (PennyLane's ``BasicEntanglerLayers`` with its default RX, for on
 
     U = H · M · H,   M = H U H a *monomial* matrix: (Mψ)_j = e^{iΦ_j} ψ_σ(j),
 
-where σ is a linear permutation of the basis (the reversed CNOTs, composed) and Φ a
-phase table, Φ_j = −½ Σ_p a_p (−1)^{popcount(j & m_p)}: every rotation angle a_p (RX's
-θ, or π for an X) pulled through the CNOTs after it becomes a Z-parity with a bit mask
-m_p. Hence Φ = −½ · WHT(v) with v[m] = Σ_{p: m_p = m} a_p (one transform of 2^n values
-per call, shared by the batch), and ∂L/∂a_p = −½ · WHT(∂L/∂Φ)[m_p].
+where σ is a linear permutation of the basis (the reversed CNOTs composed: σ(j) = A·j
+over the index bits) and Φ a phase table, Φ_j = −½ Σ_p a_p (−1)^{popcount(j & m_p)}:
+every rotation angle a_p (RX's θ, or π for an X) pulled through the CNOTs after it
+becomes a Z-parity with a bit mask m_p. Hence Φ = −½·WHT(v) with v[m] = Σ_{p: m_p = m}
+a_p (one transform of 2^n values per call, shared by the batch), and ∂L/∂a_p =
+−½·WHT(∂L/∂Φ)[m_p]. The permutation commutes through the first transform as its
+transposed inverse, M·H = diag(e^{iΦ})·H·Q with Q moving amplitude i to row τ(i) = Aᵀ·i,
+so the kernel applies Q where rows are scattered anyway, in the encoding:
+U·ψ₀ = H·diag(e^{iΦ})·H·Qψ₀.
 
 Per example the kernel then does, whatever the depth D: the encoding, one real
-Walsh–Hadamard transform (15 butterfly levels at n = 15, in radix-4 passes), the
-monomial (a gather of rows and a complex phase), one complex transform and the ⟨Z⟩
-folds; the backward one complex and one real transform, a gather/scatter pass that also
-gives ∂L/∂Φ (summed over the batch) and the encoding's projection. A gate-by-gate
-simulator instead applies D·n one-qubit matrices and D permutations forward and undoes
-them backward (``benchmarks/kernel_profile.py``).
+Walsh–Hadamard transform (15 butterfly levels at n = 15, in radix-4 passes), the phase,
+one complex transform and the ⟨Z⟩ folds; the backward one complex and one real
+transform, a pass that also gives ∂L/∂Φ (summed over the batch) and the encoding's
+projection. Every pass but the encoding and its backward reads and writes rows in order
+(a gather through σ between the transforms cost 1.4× more backward at D = 5, whose σ
+scatters rows over the whole state, than at D = 1). A gate-by-gate simulator instead
+applies D·n one-qubit matrices and D permutations forward and undoes them backward
+(``benchmarks/kernel_profile.py``).
 
 The states are in the lane layout of :mod:`qhead.simulator.kernels` (``state[j·L + l]``
 is amplitude j of example l of a group of L ≤ :data:`kernels.LANES`), whose encoding,
@@ -47,14 +53,14 @@ class HadamardFrame:
 
     Attributes:
         n: number of qubits.
-        sigma: ``[2^n]`` int64, the monomial's gather: (Mψ)_j = e^{iΦ_j} ψ[sigma[j]].
+        tau: ``[2^n]`` int64, where the encoding puts amplitude i: row tau[i] (Q above).
         param_masks: ``[P]`` int64, the Z-parity mask of each parametrised rotation.
         param_index: ``[P]`` int64, its angle's position in ``weights.reshape(-1)``.
         const_masks, const_angles: the same for fixed rotations (an X is RX(π)).
     """
 
     n: int
-    sigma: np.ndarray
+    tau: np.ndarray
     param_masks: np.ndarray
     param_index: torch.Tensor
     const_masks: np.ndarray
@@ -79,15 +85,18 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
         bit = 1 << (n - 1 - op.wires[0])
         mask = sum(1 << i for i, x in enumerate(images) if x & bit)
         terms.append((mask, op.param if op.name == "RX" else None))
+    # σ(j) = A·j with A·e_i = images[i]; the encoding scatters by τ = Aᵀ:
+    # Aᵀ·e_b has bit a set where A·e_a has bit b.
+    transposed = [sum(1 << a for a, x in enumerate(images) if x >> b & 1) for b in range(n)]
     basis = np.arange(2**n, dtype=np.int64)
-    sigma = np.zeros(2**n, dtype=np.int64)
-    for i, image in enumerate(images):
-        sigma ^= ((basis >> i) & 1) * image
+    tau = np.zeros(2**n, dtype=np.int64)
+    for b, image in enumerate(transposed):
+        tau ^= ((basis >> b) & 1) * image
     params = [(mask, flat_index(p, shape)) for mask, p in terms if p is not None]
     consts = [mask for mask, p in terms if p is None]
     return HadamardFrame(
         n=n,
-        sigma=sigma,
+        tau=tau,
         param_masks=np.array([m for m, _ in params], dtype=np.int64),
         param_index=torch.tensor([i for _, i in params], dtype=torch.long),
         const_masks=np.array(consts, dtype=np.int64),
@@ -121,11 +130,9 @@ def _phase_table(frame: HadamardFrame, angles: np.ndarray, dtype, lease: kernels
 if kernels.numba is not None:
     from qhead.simulator.kernels import (
         _CHUNK,
-        _encode_lanes,
         _group_size,
         _inline,
         _jit,
-        _project_out_given,
         _row_norm,
         _z_measure_lanes,
         _z_weights_lanes,
@@ -177,29 +184,97 @@ if kernels.numba is not None:
                     _butterfly2(a[c:e], a[c + h : e + h])
 
     @_inline
-    def _monomial_lanes(w, re, im, sigma, cos, sin, lanes, n):
-        """(re, im) ← the lowest two butterfly levels of v = e^{iΦ}·w[σ] (rows of
-        ``lanes`` values; one level when n = 1): the monomial and the first radix-4 pass
-        of the complex transform in one sweep (v itself is never stored)."""
-        dim = sigma.shape[0]
+    def _scatter_block(feats, state, lanes, scale, tau, stop):
+        """state[τ(j)·L + l] = feats[l, j]·scale[l] for j < stop (a multiple of 16), in
+        blocks of 16 amplitudes: a block's 16 destination rows stay in L1 while every
+        lane writes into them (``lanes`` a literal: the loops unroll)."""
+        for j0 in range(0, stop, 16):
+            for lane in range(lanes):
+                row = feats[lane]
+                c = scale[lane]
+                for j in range(j0, j0 + 16):
+                    state[tau[j] * lanes + lane] = row[j] * c
+
+    @_inline
+    def _encode_scattered(feats, state, lanes, scale, tau):
+        """The amplitude encoding of a group into the lane layout with amplitude j in
+        row τ(j) (scale = 1/‖x‖ per lane), zeros elsewhere."""
+        n_feat = feats.shape[1]
+        for i in range(state.shape[0]):
+            state[i] = 0
+        whole = n_feat - n_feat % 16
+        if lanes == 16:
+            _scatter_block(feats, state, 16, scale, tau, whole)
+        elif lanes == 8:
+            _scatter_block(feats, state, 8, scale, tau, whole)
+        else:
+            whole = 0
+        for j in range(whole, n_feat):
+            at = tau[j] * lanes
+            for lane in range(lanes):
+                state[at + lane] = feats[lane, j] * scale[lane]
+
+    @_inline
+    def _gather_block(grad, feats, lam, lanes, shift, scale, tau, stop):
+        """grad[l, j] = (λ[τ(j)·L + l] − shift[l]·feats[l, j])·scale[l] for j < stop (a
+        multiple of 16), in blocks of 16 amplitudes."""
+        for j0 in range(0, stop, 16):
+            for lane in range(lanes):
+                out = grad[lane]
+                row = feats[lane]
+                t = shift[lane]
+                c = scale[lane]
+                for j in range(j0, j0 + 16):
+                    out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
+
+    @_inline
+    def _project_out_scattered(grad, feats, lam, norms, lanes, shift, scale, tau):
+        """The encoding's backward (λ₀ − ψ₀(ψ₀·λ₀))/‖x‖ for a group whose λ₀ is in the
+        lane layout with amplitude j in row τ(j); shift[l] holds ψ₀·λ₀ on entry (it is
+        overwritten; scale is scratch). Zero for all-zero rows."""
+        n_feat = feats.shape[1]
+        for lane in range(lanes):
+            norm = norms[lane]
+            scale[lane] = 1.0 / norm if norm > 0 else 0.0
+            shift[lane] = shift[lane] * scale[lane]  # (ψ·λ)/‖x‖: ψ_j = x_j/‖x‖
+        whole = n_feat - n_feat % 16
+        if lanes == 16:
+            _gather_block(grad, feats, lam, 16, shift, scale, tau, whole)
+        elif lanes == 8:
+            _gather_block(grad, feats, lam, 8, shift, scale, tau, whole)
+        else:
+            whole = 0
+        for lane in range(lanes):
+            out, row = grad[lane], feats[lane]
+            t, c = shift[lane], scale[lane]
+            for j in range(whole, n_feat):
+                out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
+            if norms[lane] <= 0:
+                for j in range(n_feat):
+                    out[j] = 0
+
+    @_inline
+    def _phase_lanes(w, re, im, cos, sin, lanes, n):
+        """(re, im) ← the lowest two butterfly levels of e^{iΦ}·w (rows of ``lanes``
+        values; one level when n = 1): the phase and the first radix-4 pass of the
+        complex transform in one sweep."""
+        dim = cos.shape[0]
         if n == 1:
             for i in range(lanes):
-                x0, x1 = w[sigma[0] * lanes + i], w[sigma[1] * lanes + i]
-                re[i], re[lanes + i] = x0 * cos[0] + x1 * cos[1], x0 * cos[0] - x1 * cos[1]
-                im[i], im[lanes + i] = x0 * sin[0] + x1 * sin[1], x0 * sin[0] - x1 * sin[1]
+                x0, x1 = w[i] * cos[0], w[lanes + i] * cos[1]
+                y0, y1 = w[i] * sin[0], w[lanes + i] * sin[1]
+                re[i], re[lanes + i] = x0 + x1, x0 - x1
+                im[i], im[lanes + i] = y0 + y1, y0 - y1
             return
         for j in range(0, dim, 4):
             c0, c1, c2, c3 = cos[j], cos[j + 1], cos[j + 2], cos[j + 3]
             s0, s1, s2, s3 = sin[j], sin[j + 1], sin[j + 2], sin[j + 3]
-            k0, k1 = sigma[j] * lanes, sigma[j + 1] * lanes
-            k2, k3 = sigma[j + 2] * lanes, sigma[j + 3] * lanes
-            w0, w1 = w[k0 : k0 + lanes], w[k1 : k1 + lanes]
-            w2, w3 = w[k2 : k2 + lanes], w[k3 : k3 + lanes]
             at = j * lanes
+            x = w[at : at + 4 * lanes]
             r = re[at : at + 4 * lanes]
             m = im[at : at + 4 * lanes]
             for i in range(lanes):
-                x0, x1, x2, x3 = w0[i], w1[i], w2[i], w3[i]
+                x0, x1, x2, x3 = x[i], x[lanes + i], x[2 * lanes + i], x[3 * lanes + i]
                 a0, a1, a2, a3 = x0 * c0, x1 * c1, x2 * c2, x3 * c3
                 p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
                 r[i] = p0 + p2
@@ -212,6 +287,29 @@ if kernels.numba is not None:
                 m[lanes + i] = q1 + q3
                 m[2 * lanes + i] = q0 - q2
                 m[3 * lanes + i] = q1 - q3
+
+    @_inline
+    def _unphase_lanes(w, mr, mi, rho, cos, sin, lanes, phase_grad, dots):
+        """The backward through the phase, v = e^{iΦ}·w with w real: ρ = ∂L/∂w =
+        μr·cos + μi·sin, ∂L/∂Φ_j += Σ_l w·(μi·cos − μr·sin) and dots[l] = Σ_j w·ρ (ψ₀·λ₀,
+        by Parseval). The tables' 2^−n makes the unnormalised transforms' products
+        exact."""
+        for i in range(lanes):
+            dots[i] = 0
+        for j in range(cos.shape[0]):
+            c, s = cos[j], sin[j]
+            at = j * lanes
+            x = w[at : at + lanes]
+            a = mr[at : at + lanes]
+            b = mi[at : at + lanes]
+            o = rho[at : at + lanes]
+            total = c - c
+            for i in range(lanes):
+                u = a[i] * c + b[i] * s
+                o[i] = u
+                total += x[i] * (b[i] * c - a[i] * s)
+                dots[i] += x[i] * u
+            phase_grad[j] += total
 
     @_inline
     def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef):
@@ -241,10 +339,9 @@ if kernels.numba is not None:
         _wht_lanes(v, n, 1)
 
     @_jit
-    def _walsh_rows(feats, n, sigma, cos, sin, out, norms, keep_w, keep_r, keep_i, cap,
-                    p, q):
+    def _walsh_rows(feats, n, tau, cos, sin, out, norms, keep_w, keep_r, keep_i, cap, p, q):
         """The forward of a chunk of rows, in groups of up to ``cap`` (lane layout):
-        keep_w gets WHT(ψ₀) (real), keep_r/keep_i the final state, for the backward."""
+        keep_w gets WHT(Qψ₀) (real), keep_r/keep_i the final state, for the backward."""
         dim = 1 << n
         batch = feats.shape[0]
         acc = np.empty(cap, p.dtype)
@@ -263,12 +360,12 @@ if kernels.numba is not None:
                 if norm < 0:
                     return
                 scale[b - start] = 1.0 / norm if norm > 0 else 0.0
-            _encode_lanes(feats[start:stop], w, lanes, scale)
+            _encode_scattered(feats[start:stop], w, lanes, scale, tau)
             for b in range(start, stop):
                 if norms[b] == 0:
-                    w[b - start] = 1  # an all-zero row is |0…0⟩
+                    w[b - start] = 1  # an all-zero row is |0…0⟩ (τ(0) = 0)
             _wht_lanes(w, n, lanes)
-            _monomial_lanes(w, re, im, sigma, cos, sin, lanes, n)
+            _phase_lanes(w, re, im, cos, sin, lanes, n)
             _wht_lanes_from(re, n, lanes, 2)
             _wht_lanes_from(im, n, lanes, 2)
             _z_measure_lanes(re, im, True, p[:size], q[:size], n, lanes, acc,
@@ -276,7 +373,7 @@ if kernels.numba is not None:
             start = stop
 
     @_jit
-    def _walsh_grad_rows(feats, keep_w, keep_r, keep_i, n, sigma, cos, sin, gout, norms,
+    def _walsh_grad_rows(feats, keep_w, keep_r, keep_i, n, tau, cos, sin, gout, norms,
                          grad, phase_grad, cap, lr, li, rho):
         """The backward of a chunk (groups as :func:`_walsh_rows` made them): the
         features' gradient into grad, Σ over the chunk of ∂L/∂Φ_j into phase_grad."""
@@ -300,29 +397,10 @@ if kernels.numba is not None:
             _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef)
             _wht_lanes(mr, n, lanes)
             _wht_lanes(mi, n, lanes)
-            # With v_j = e^{iΦ_j} w_σ(j): ∂L/∂Φ_j = Σ_l w_σ(j)·(μi·cos − μr·sin) and
-            # ∂L/∂w_σ(j) = μr·cos + μi·sin (the tables' 2^−n makes both exact); ψ₀·λ₀
-            # = w·ρ by Parseval, summed here.
-            for i in range(lanes):
-                dots[i] = 0
-            for j in range(dim):
-                c, s = cos[j], sin[j]
-                k = sigma[j] * lanes
-                src = w[k : k + lanes]
-                o = r[k : k + lanes]
-                a = mr[j * lanes : (j + 1) * lanes]
-                b_ = mi[j * lanes : (j + 1) * lanes]
-                total = c - c
-                for i in range(lanes):
-                    x = src[i]
-                    u = a[i] * c + b_[i] * s
-                    o[i] = u
-                    total += x * (b_[i] * c - a[i] * s)
-                    dots[i] += x * u
-                phase_grad[j] += total
-            _wht_lanes(r, n, lanes)  # λ₀ = H·ρ
-            _project_out_given(grad[start:stop], feats[start:stop], r, norms[start:stop],
-                               lanes, dots, scale)
+            _unphase_lanes(w, mr, mi, r, cos, sin, lanes, phase_grad, dots)
+            _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
+            _project_out_scattered(grad[start:stop], feats[start:stop], r,
+                                   norms[start:stop], lanes, dots, scale, tau)
             start = stop
 
 
@@ -353,7 +431,7 @@ def walsh_forward(features: torch.Tensor, frame: HadamardFrame, angles: torch.Te
     threads = kernels._threads(batch)
     Rows, Scratch = kernels._Rows, kernels._Scratch
     kernels._run_split(
-        _walsh_rows, batch, Rows(feats), n, frame.sigma, cos, sin, Rows(out), Rows(norms),
+        _walsh_rows, batch, Rows(feats), n, frame.tau, cos, sin, Rows(out), Rows(norms),
         *(Rows(k) for k in keep), cap,
         *(Scratch(dim * min(cap, batch), feats.dtype) for _ in range(2)),
         threads=threads,
@@ -378,7 +456,7 @@ def walsh_backward(saved: tuple, features: torch.Tensor, frame: HadamardFrame,
     phase_grad = np.zeros((threads, dim))
     kernels._run_split(
         _walsh_grad_rows, batch, kernels._Rows(feats), *(kernels._Rows(k) for k in keep),
-        n, frame.sigma, cos, sin, kernels._Rows(kernels._as_array(2 * gz, keep[0])),
+        n, frame.tau, cos, sin, kernels._Rows(kernels._as_array(2 * gz, keep[0])),
         kernels._Rows(norms), kernels._Rows(grad), kernels._PerChunk(phase_grad), cap,
         *(kernels._Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
         threads=threads,
