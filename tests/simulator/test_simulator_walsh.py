@@ -57,7 +57,7 @@ def test_frame_is_h_phase_h_scatter_up_to_a_global_phase(n, count, seed):
     frame = walsh.hadamard_frame(tuple(ops), n, shape)
     lease = kernels.Lease()
     angles = weights.reshape(-1)[frame.param_index.numpy()]
-    cos, sin = walsh._phase_table(frame, angles, np.float64, lease)
+    cos, sin = walsh.phase_table(frame, angles, np.float64, lease)
     dim = 2**n
     phase = np.diag((cos + 1j * sin) * dim)  # the tables carry 2^−n
     scatter = np.zeros((dim, dim))

@@ -367,7 +367,7 @@ class _EncodedWalsh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, angles, frame, wires):
-        result = walsh.walsh_forward(features, frame, angles)
+        result = walsh.forward(features, frame, angles)
         if result is None:
             raise _Declined
         z_all, saved = result
@@ -382,7 +382,7 @@ class _EncodedWalsh(torch.autograd.Function):
         (features,) = ctx.saved_tensors
         dtype = torch.from_numpy(ctx.saved[0][0][:0]).dtype
         gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.frame.n)
-        grad, grad_angles = walsh.walsh_backward(ctx.saved, features, ctx.frame, gz)
+        grad, grad_angles = walsh.backward(ctx.saved, features, ctx.frame, gz)
         return grad, grad_angles.to(ctx.angle_dtype), None, None
 
 

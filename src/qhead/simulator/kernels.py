@@ -1,4 +1,4 @@
-"""Compiled CPU kernels (numba) for the simulator's two hot paths.
+"""Compiled CPU kernels (numba) for the simulator's hot paths.
 
 On a CPU the torch implementation of a 15-qubit layer is limited by memory traffic:
 every gate or every measured wire is one elementwise op that streams the whole batch
@@ -16,6 +16,11 @@ same dtype; tests compare both paths and PennyLane.
   one real 2×2 matrix per wire, then ⟨±Z-parities⟩ from a sign table (a layer of
   one-qubit gates with the CNOTs after it folded into the table: Ansatz 2 with D = 1),
   and the gradients with respect to the features and to the matrices.
+* :func:`general_forward` / :func:`general_backward`: any program of one-qubit matrices,
+  signed permutations and phases, adjoint backward, examples interleaved in groups.
+* :func:`walsh_forward` / :func:`walsh_backward`: circuits of RX, X and CNOT in the
+  Hadamard frame (H·diag(e^{iΦ})·H·Q; :mod:`qhead.simulator.walsh` builds Q and Φ), in
+  the general kernel's lane layout.
 
 ``qhead.simulator.circuit`` uses them automatically for real float32/float64 CPU
 tensors with n ≥ 3 when numba is installed; set the environment variable
@@ -54,6 +59,9 @@ __all__ = [
     "set_enabled",
     "usable",
     "usable_features",
+    "walsh_backward",
+    "walsh_forward",
+    "walsh_hadamard",
     "zx_backward",
     "zx_forward",
 ]
@@ -1904,3 +1912,338 @@ def general_backward(
     )
     return (torch.from_numpy(grad), torch.from_numpy(gm.sum(axis=0)),
             torch.from_numpy(gp.sum(axis=0)))
+
+
+if numba is not None:
+    # ---------------------------------------------------------------- Hadamard frame
+    # The kernel of qhead.simulator.walsh (circuits of RX, X and CNOT as H·phase·H·Q).
+
+    @_inline
+    def _butterfly2(x0, x1):
+        for i in range(x0.shape[0]):
+            a, b = x0[i], x1[i]
+            x0[i] = a + b
+            x1[i] = a - b
+
+    @_inline
+    def _butterfly4(x0, x1, x2, x3):
+        """Two butterfly levels on four stretches in place (the radix-4 step: half the
+        passes over memory of two radix-2 levels; radix 8 measured no faster)."""
+        for i in range(x0.shape[0]):
+            a, b, c, d = x0[i], x1[i], x2[i], x3[i]
+            s0, s1, s2, s3 = a + b, a - b, c + d, c - d
+            x0[i] = s0 + s2
+            x1[i] = s1 + s3
+            x2[i] = s0 - s2
+            x3[i] = s1 - s3
+
+    @_inline
+    def _wht_lanes(a, n, lanes):
+        """a ← WHT(a) in place, unnormalised (H⊗ⁿ·2^(n/2)), over the n bits of the
+        amplitude index, for every lane of a group (lanes = 1: a plain vector)."""
+        _wht_lanes_from(a, n, lanes, 0)
+
+    @_inline
+    def _wht_lanes_from(a, n, lanes, first):
+        """:func:`_wht_lanes` over the bits ``first`` … n − 1 only."""
+        dim = a.shape[0]
+        b = first
+        while b + 2 <= n:
+            h = (1 << b) * lanes
+            for base in range(0, dim, 4 * h):
+                for c in range(base, base + h, _CHUNK):
+                    e = min(c + _CHUNK, base + h)
+                    _butterfly4(a[c:e], a[c + h : e + h], a[c + 2 * h : e + 2 * h],
+                                a[c + 3 * h : e + 3 * h])
+            b += 2
+        if b < n:
+            h = (1 << b) * lanes
+            for base in range(0, dim, 2 * h):
+                for c in range(base, base + h, _CHUNK):
+                    e = min(c + _CHUNK, base + h)
+                    _butterfly2(a[c:e], a[c + h : e + h])
+
+    @_inline
+    def _scatter_block(feats, state, lanes, scale, tau, stop):
+        """state[τ(j)·L + l] = feats[l, j]·scale[l] for j < stop (a multiple of 16), in
+        blocks of 16 amplitudes: a block's 16 destination rows stay in L1 while every
+        lane writes into them (``lanes`` a literal: the loops unroll)."""
+        for j0 in range(0, stop, 16):
+            for lane in range(lanes):
+                row = feats[lane]
+                c = scale[lane]
+                for j in range(j0, j0 + 16):
+                    state[tau[j] * lanes + lane] = row[j] * c
+
+    @_inline
+    def _encode_scattered(feats, state, lanes, scale, tau):
+        """The amplitude encoding of a group into the lane layout with amplitude j in
+        row τ(j) (scale = 1/‖x‖ per lane), zeros elsewhere."""
+        n_feat = feats.shape[1]
+        for i in range(state.shape[0]):
+            state[i] = 0
+        whole = n_feat - n_feat % 16
+        if lanes == 16:
+            _scatter_block(feats, state, 16, scale, tau, whole)
+        elif lanes == 8:
+            _scatter_block(feats, state, 8, scale, tau, whole)
+        else:
+            whole = 0
+        for j in range(whole, n_feat):
+            at = tau[j] * lanes
+            for lane in range(lanes):
+                state[at + lane] = feats[lane, j] * scale[lane]
+
+    @_inline
+    def _gather_block(grad, feats, lam, lanes, shift, scale, tau, stop):
+        """grad[l, j] = (λ[τ(j)·L + l] − shift[l]·feats[l, j])·scale[l] for j < stop (a
+        multiple of 16), in blocks of 16 amplitudes."""
+        for j0 in range(0, stop, 16):
+            for lane in range(lanes):
+                out = grad[lane]
+                row = feats[lane]
+                t = shift[lane]
+                c = scale[lane]
+                for j in range(j0, j0 + 16):
+                    out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
+
+    @_inline
+    def _project_out_scattered(grad, feats, lam, norms, lanes, shift, scale, tau):
+        """The encoding's backward (λ₀ − ψ₀(ψ₀·λ₀))/‖x‖ for a group whose λ₀ is in the
+        lane layout with amplitude j in row τ(j); shift[l] holds ψ₀·λ₀ on entry (it is
+        overwritten; scale is scratch). Zero for all-zero rows."""
+        n_feat = feats.shape[1]
+        for lane in range(lanes):
+            norm = norms[lane]
+            scale[lane] = 1.0 / norm if norm > 0 else 0.0
+            shift[lane] = shift[lane] * scale[lane]  # (ψ·λ)/‖x‖: ψ_j = x_j/‖x‖
+        whole = n_feat - n_feat % 16
+        if lanes == 16:
+            _gather_block(grad, feats, lam, 16, shift, scale, tau, whole)
+        elif lanes == 8:
+            _gather_block(grad, feats, lam, 8, shift, scale, tau, whole)
+        else:
+            whole = 0
+        for lane in range(lanes):
+            out, row = grad[lane], feats[lane]
+            t, c = shift[lane], scale[lane]
+            for j in range(whole, n_feat):
+                out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
+            if norms[lane] <= 0:
+                for j in range(n_feat):
+                    out[j] = 0
+
+    @_inline
+    def _phase_lanes(w, re, im, cos, sin, lanes, n):
+        """(re, im) ← the lowest two butterfly levels of e^{iΦ}·w (rows of ``lanes``
+        values; one level when n = 1): the phase and the first radix-4 pass of the
+        complex transform in one sweep."""
+        dim = cos.shape[0]
+        if n == 1:
+            for i in range(lanes):
+                x0, x1 = w[i] * cos[0], w[lanes + i] * cos[1]
+                y0, y1 = w[i] * sin[0], w[lanes + i] * sin[1]
+                re[i], re[lanes + i] = x0 + x1, x0 - x1
+                im[i], im[lanes + i] = y0 + y1, y0 - y1
+            return
+        for j in range(0, dim, 4):
+            c0, c1, c2, c3 = cos[j], cos[j + 1], cos[j + 2], cos[j + 3]
+            s0, s1, s2, s3 = sin[j], sin[j + 1], sin[j + 2], sin[j + 3]
+            at = j * lanes
+            x = w[at : at + 4 * lanes]
+            r = re[at : at + 4 * lanes]
+            m = im[at : at + 4 * lanes]
+            for i in range(lanes):
+                x0, x1, x2, x3 = x[i], x[lanes + i], x[2 * lanes + i], x[3 * lanes + i]
+                a0, a1, a2, a3 = x0 * c0, x1 * c1, x2 * c2, x3 * c3
+                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
+                r[i] = p0 + p2
+                r[lanes + i] = p1 + p3
+                r[2 * lanes + i] = p0 - p2
+                r[3 * lanes + i] = p1 - p3
+                b0, b1, b2, b3 = x0 * s0, x1 * s1, x2 * s2, x3 * s3
+                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
+                m[i] = q0 + q2
+                m[lanes + i] = q1 + q3
+                m[2 * lanes + i] = q0 - q2
+                m[3 * lanes + i] = q1 - q3
+
+    @_inline
+    def _unphase_lanes(w, mr, mi, rho, cos, sin, lanes, phase_grad, dots):
+        """The backward through the phase, v = e^{iΦ}·w with w real: ρ = ∂L/∂w =
+        μr·cos + μi·sin, ∂L/∂Φ_j += Σ_l w·(μi·cos − μr·sin) and dots[l] = Σ_j w·ρ (ψ₀·λ₀,
+        by Parseval). The tables' 2^−n makes the unnormalised transforms' products
+        exact."""
+        for i in range(lanes):
+            dots[i] = 0
+        for j in range(cos.shape[0]):
+            c, s = cos[j], sin[j]
+            at = j * lanes
+            x = w[at : at + lanes]
+            a = mr[at : at + lanes]
+            b = mi[at : at + lanes]
+            o = rho[at : at + lanes]
+            total = c - c
+            for i in range(lanes):
+                u = a[i] * c + b[i] * s
+                o[i] = u
+                total += x[i] * (b[i] * c - a[i] * s)
+                dots[i] += x[i] * u
+            phase_grad[j] += total
+
+    @_inline
+    def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef):
+        """λ = (Σ_k g_k Z_k)χ for every lane of a group: d_j = Σ_k ±g_k as the sum of a
+        table over the upper bits of j and one over the lower bits (both in L1), so
+        that the 2^n·L values of d are never stored. top and low hold 2^⌈n/2⌉·L and
+        2^⌊n/2⌋·L values."""
+        low_bits = n // 2
+        high_bits = n - low_bits
+        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
+        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
+        count = 1 << low_bits
+        for hi in range(1 << high_bits):
+            t = top[hi * lanes : (hi + 1) * lanes]
+            for lo in range(count):
+                u = low[lo * lanes : (lo + 1) * lanes]
+                at = (hi * count + lo) * lanes
+                a, b = re[at : at + lanes], im[at : at + lanes]
+                x, y = lr[at : at + lanes], li[at : at + lanes]
+                for i in range(lanes):
+                    d = t[i] + u[i]
+                    x[i] = d * a[i]
+                    y[i] = d * b[i]
+
+    @_jit
+    def _wht(v, n):
+        _wht_lanes(v, n, 1)
+
+    @_jit
+    def _walsh_rows(feats, n, tau, cos, sin, out, norms, keep_w, keep_r, keep_i, cap, p, q):
+        """The forward of a chunk of rows, in groups of up to ``cap`` (lane layout):
+        keep_w gets WHT(Qψ₀) (real), keep_r/keep_i the final state, for the backward."""
+        dim = 1 << n
+        batch = feats.shape[0]
+        acc = np.empty(cap, p.dtype)
+        scale = np.empty(cap, p.dtype)
+        start = 0
+        while start < batch:
+            lanes = _group_size(batch - start, cap)
+            size = dim * lanes
+            stop = start + lanes
+            w = keep_w[start:stop].reshape((size,))
+            re = keep_r[start:stop].reshape((size,))
+            im = keep_i[start:stop].reshape((size,))
+            for b in range(start, stop):
+                norm = _row_norm(feats[b])
+                norms[b] = norm
+                if norm < 0:
+                    return
+                scale[b - start] = 1.0 / norm if norm > 0 else 0.0
+            _encode_scattered(feats[start:stop], w, lanes, scale, tau)
+            for b in range(start, stop):
+                if norms[b] == 0:
+                    w[b - start] = 1  # an all-zero row is |0…0⟩ (τ(0) = 0)
+            _wht_lanes(w, n, lanes)
+            _phase_lanes(w, re, im, cos, sin, lanes, n)
+            _wht_lanes_from(re, n, lanes, 2)
+            _wht_lanes_from(im, n, lanes, 2)
+            _z_measure_lanes(re, im, True, p[:size], q[:size], n, lanes, acc,
+                             out[start:stop])
+            start = stop
+
+    @_jit
+    def _walsh_grad_rows(feats, keep_w, keep_r, keep_i, n, tau, cos, sin, gout, norms,
+                         grad, phase_grad, cap, lr, li, rho):
+        """The backward of a chunk (groups as :func:`_walsh_rows` made them): the
+        features' gradient into grad, Σ over the chunk of ∂L/∂Φ_j into phase_grad."""
+        dim = 1 << n
+        batch = feats.shape[0]
+        coef = np.empty(cap, lr.dtype)
+        top = np.empty((1 << (n - n // 2)) * cap, lr.dtype)
+        low = np.empty((1 << (n // 2)) * cap, lr.dtype)
+        dots = np.empty(cap, lr.dtype)
+        scale = np.empty(cap, lr.dtype)
+        start = 0
+        while start < batch:
+            lanes = _group_size(batch - start, cap)
+            size = dim * lanes
+            stop = start + lanes
+            w = keep_w[start:stop].reshape((size,))
+            re = keep_r[start:stop].reshape((size,))
+            im = keep_i[start:stop].reshape((size,))
+            mr, mi, r = lr[:size], li[:size], rho[:size]
+            # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g), then μ = WHT(λ)
+            _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef)
+            _wht_lanes(mr, n, lanes)
+            _wht_lanes(mi, n, lanes)
+            _unphase_lanes(w, mr, mi, r, cos, sin, lanes, phase_grad, dots)
+            _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
+            _project_out_scattered(grad[start:stop], feats[start:stop], r,
+                                   norms[start:stop], lanes, dots, scale, tau)
+            start = stop
+
+
+def walsh_hadamard(vector: np.ndarray) -> np.ndarray:
+    """``vector`` ← its unnormalised Walsh–Hadamard transform, in place (a 1-D float64
+    array of 2^n values; entry m of the result is Σ_j (−1)^{popcount(j & m)}·v_j)."""
+    _wht(vector, _qubits(vector.shape[0]))
+    return vector
+
+
+def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, cos: np.ndarray,
+                  sin: np.ndarray, lease: Lease) -> tuple[torch.Tensor, tuple] | None:
+    """⟨Z_k⟩ of every wire k of H·diag(e^{iΦ})·H·Q·amplitude_encode(features) (the
+    Hadamard-frame form of a circuit of RX, X and CNOT: :mod:`qhead.simulator.walsh`).
+
+    Args:
+        features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n.
+        n: number of qubits.
+        tau: ``[2^n]`` int64, Q: amplitude i goes to row ``tau[i]``.
+        cos, sin: ``[2^n]`` cos Φ and sin Φ times 2^−n, in the features' dtype.
+        lease: owns ``cos``/``sin`` and receives the saved states.
+
+    Returns:
+        ``(z [B, n], saved)`` with ``saved`` what :func:`walsh_backward` needs (keep the
+        whole tuple), or None when some row needs the torch encoder (a non-finite value,
+        a norm out of range). The rows are evolved in groups of up to :data:`LANES`, as
+        by :func:`general_forward`.
+    """
+    batch = features.shape[0]
+    feats = _as_array(features)
+    dim = 2**n
+    keep = [lease.array((batch, dim), feats.dtype) for _ in range(3)]
+    out = np.empty((batch, n), feats.dtype)
+    norms = np.zeros(batch)
+    cap = LANES
+    threads = _threads(batch)
+    _run_split(
+        _walsh_rows, batch, _Rows(feats), n, tau, cos, sin, _Rows(out), _Rows(norms),
+        *(_Rows(k) for k in keep), cap,
+        *(_Scratch(dim * min(cap, batch), feats.dtype) for _ in range(2)),
+        threads=threads,
+    )
+    if not (norms >= 0).all():
+        return None
+    return torch.from_numpy(out), (keep, norms, lease, tau, cos, sin, (threads, cap))
+
+
+def walsh_backward(saved: tuple, features: torch.Tensor, gz: torch.Tensor
+                   ) -> tuple[torch.Tensor, np.ndarray]:
+    """Gradients of ``Σ gz·z`` (:func:`walsh_forward`, ``saved`` its second output,
+    ``features`` the tensor it encoded, ``gz`` ``[B, n]``): with respect to the features
+    (zero for all-zero rows), and ∂L/∂Φ ``[2^n]`` (float64, summed over the batch)."""
+    keep, norms, _, tau, cos, sin, (threads, cap) = saved
+    batch, dim = keep[0].shape
+    n = _qubits(dim)
+    dtype = keep[0].dtype
+    feats = _as_array(features, keep[0])
+    grad = np.empty_like(feats)
+    phase_grad = np.zeros((threads, dim))
+    _run_split(
+        _walsh_grad_rows, batch, _Rows(feats), *(_Rows(k) for k in keep), n, tau, cos, sin,
+        _Rows(_as_array(2 * gz, keep[0])), _Rows(norms), _Rows(grad), _PerChunk(phase_grad),
+        cap, *(_Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
+        threads=threads,
+    )
+    return torch.from_numpy(grad), phase_grad.sum(axis=0)
