@@ -810,8 +810,9 @@ if numba is not None:
                 y[i] = q * c - p * t
 
     @_inline
-    def _scaled_to_lanes(feats, state, lanes, scale, stop):
-        """state[j·L + l] = feats[l, j]·scale[l] for j < stop (a multiple of 16), in
+    def _scaled_to_lanes(feats, state, lanes, scale, stop, rows):
+        """state[r(j)·L + l] = feats[l, j]·scale[l] for j < stop (a multiple of 16), r(j)
+        = j, or rows[j] when ``rows`` is an array (the Hadamard-frame kernel's scatter), in
         blocks of 16 amplitudes: a block's L×16 values stay in L1 while they are
         scattered (2× faster than one example at a time across the whole group, measured
         at L = 16; a literal ``lanes`` and 16-long loops let LLVM unroll them: 230 → 166
@@ -821,31 +822,56 @@ if numba is not None:
                 row = feats[lane]
                 c = scale[lane]
                 for j in range(j0, j0 + 16):
-                    state[j * lanes + lane] = row[j] * c
+                    at = j if rows is None else rows[j]
+                    state[at * lanes + lane] = row[j] * c
 
     @_inline
-    def _encode_lanes(feats, state, lanes, scale):
-        """The amplitude encoding of a group straight into the lane layout: state[j·L + l]
-        = feats[l, j]·scale[l] (scale = 1/‖x‖ in the features' dtype, as
-        :func:`_encode_row`), zero padding after the features."""
+    def _encode_lanes(feats, state, lanes, scale, rows):
+        """The amplitude encoding of a group straight into the lane layout: state[r(j)·L
+        + l] = feats[l, j]·scale[l] (scale = 1/‖x‖ in the features' dtype, as
+        :func:`_encode_row`; r(j) = j, or rows[j] when ``rows`` is an array), zeros in
+        every other row."""
         n_feat = feats.shape[1]
+        if rows is not None:
+            for i in range(state.shape[0]):
+                state[i] = 0
         whole = n_feat - n_feat % 16
         if lanes == 16:
-            _scaled_to_lanes(feats, state, 16, scale, whole)
+            _scaled_to_lanes(feats, state, 16, scale, whole, rows)
         elif lanes == 8:
-            _scaled_to_lanes(feats, state, 8, scale, whole)
+            _scaled_to_lanes(feats, state, 8, scale, whole, rows)
         else:
             whole = 0
         for j in range(whole, n_feat):
+            at = j if rows is None else rows[j]
             for lane in range(lanes):
-                state[j * lanes + lane] = feats[lane, j] * scale[lane]
-        for i in range(n_feat * lanes, state.shape[0]):
-            state[i] = 0
+                state[at * lanes + lane] = feats[lane, j] * scale[lane]
+        if rows is None:
+            for i in range(n_feat * lanes, state.shape[0]):
+                state[i] = 0
 
     @_inline
-    def _scaled_from_lanes(grad, feats, lam, lanes, shift, scale, stop):
-        """grad[l, j] = (lam[j·L + l] − shift[l]·feats[l, j])·scale[l] for j < stop (a
-        multiple of 16), in blocks of 16 amplitudes."""
+    def _encode_group(feats, norms, state, lanes, scale, rows):
+        """Encodes a group of rows into the lane layout (:func:`_encode_lanes`) and their
+        norms into ``norms`` (scale: scratch of ``lanes`` values); all-zero rows become
+        |0…0⟩ (row r(0) = 0 either way). Returns False, at the first row the kernels
+        leave to the torch encoder (:func:`_row_norm`), without encoding."""
+        for b in range(lanes):
+            norm = _row_norm(feats[b])
+            norms[b] = norm
+            if norm < 0:
+                return False
+            scale[b] = 1.0 / norm if norm > 0 else 0.0
+        _encode_lanes(feats, state, lanes, scale, rows)
+        for b in range(lanes):
+            if norms[b] == 0:
+                state[b] = 1
+        return True
+
+    @_inline
+    def _scaled_from_lanes(grad, feats, lam, lanes, shift, scale, stop, rows):
+        """grad[l, j] = (lam[r(j)·L + l] − shift[l]·feats[l, j])·scale[l] for j < stop (a
+        multiple of 16; r as in :func:`_scaled_to_lanes`), in blocks of 16 amplitudes."""
         for j0 in range(0, stop, 16):
             for lane in range(lanes):
                 out = grad[lane]
@@ -853,7 +879,8 @@ if numba is not None:
                 t = shift[lane]
                 c = scale[lane]
                 for j in range(j0, j0 + 16):
-                    out[j] = (lam[j * lanes + lane] - t * row[j]) * c
+                    at = j if rows is None else rows[j]
+                    out[j] = (lam[at * lanes + lane] - t * row[j]) * c
 
     @_inline
     def _project_out_lanes(grad, feats, psi, lam, norms, lanes, shift, scale):
@@ -869,12 +896,13 @@ if numba is not None:
             c = lam[j * lanes : (j + 1) * lanes]
             for lane in range(lanes):
                 shift[lane] += a[lane] * c[lane]
-        _project_out_given(grad, feats, lam, norms, lanes, shift, scale)
+        _project_out_given(grad, feats, lam, norms, lanes, shift, scale, None)
 
     @_inline
-    def _project_out_given(grad, feats, lam, norms, lanes, shift, scale):
+    def _project_out_given(grad, feats, lam, norms, lanes, shift, scale, rows):
         """The rest of :func:`_project_out_lanes` once shift[l] holds ψ₀·λ₀ of lane l
-        (it is overwritten; scale is scratch of ``lanes`` values)."""
+        (it is overwritten; scale is scratch of ``lanes`` values); amplitude j of λ₀ in
+        row r(j) (as in :func:`_scaled_to_lanes`)."""
         n_feat = feats.shape[1]
         for lane in range(lanes):
             norm = norms[lane]
@@ -882,16 +910,17 @@ if numba is not None:
             shift[lane] = shift[lane] * scale[lane]  # (ψ·λ)/‖x‖: ψ_j = x_j/‖x‖
         whole = n_feat - n_feat % 16
         if lanes == 16:
-            _scaled_from_lanes(grad, feats, lam, 16, shift, scale, whole)
+            _scaled_from_lanes(grad, feats, lam, 16, shift, scale, whole, rows)
         elif lanes == 8:
-            _scaled_from_lanes(grad, feats, lam, 8, shift, scale, whole)
+            _scaled_from_lanes(grad, feats, lam, 8, shift, scale, whole, rows)
         else:
             whole = 0
         for lane in range(lanes):
             out, row = grad[lane], feats[lane]
             t, c = shift[lane], scale[lane]
             for j in range(whole, n_feat):
-                out[j] = (lam[j * lanes + lane] - t * row[j]) * c
+                at = j if rows is None else rows[j]
+                out[j] = (lam[at * lanes + lane] - t * row[j]) * c
             if norms[lane] <= 0:
                 for j in range(n_feat):
                     out[j] = 0
@@ -1330,16 +1359,8 @@ if numba is not None:
                 keep_i = si = work_i[start:stop].reshape((size,))
                 if moves_im % 2 == 1:
                     si, ti = ti, si
-            for b in range(start, stop):
-                norm = _row_norm(feats[b])
-                norms[b] = norm
-                if norm < 0:
-                    return
-                scale[b - start] = 1.0 / norm if norm > 0 else 0.0
-            _encode_lanes(feats[start:stop], s, lanes, scale)
-            for b in range(start, stop):
-                if norms[b] == 0:
-                    s[b - start] = 1  # an all-zero row is |0…0⟩ (as _encode_row)
+            if not _encode_group(feats[start:stop], norms[start:stop], s, lanes, scale, None):
+                return
             re, im = _group_forward(n, lanes, prog, first_complex, mats, perms, signs,
                                     phase_r, phase_i, s, si, t, ti)
             if re.ctypes.data != keep.ctypes.data:  # not expected: see moves_re
@@ -1964,76 +1985,6 @@ if numba is not None:
                     _butterfly2(a[c:e], a[c + h : e + h])
 
     @_inline
-    def _scatter_block(feats, state, lanes, scale, tau, stop):
-        """state[τ(j)·L + l] = feats[l, j]·scale[l] for j < stop (a multiple of 16), in
-        blocks of 16 amplitudes: a block's 16 destination rows stay in L1 while every
-        lane writes into them (``lanes`` a literal: the loops unroll)."""
-        for j0 in range(0, stop, 16):
-            for lane in range(lanes):
-                row = feats[lane]
-                c = scale[lane]
-                for j in range(j0, j0 + 16):
-                    state[tau[j] * lanes + lane] = row[j] * c
-
-    @_inline
-    def _encode_scattered(feats, state, lanes, scale, tau):
-        """The amplitude encoding of a group into the lane layout with amplitude j in
-        row τ(j) (scale = 1/‖x‖ per lane), zeros elsewhere."""
-        n_feat = feats.shape[1]
-        for i in range(state.shape[0]):
-            state[i] = 0
-        whole = n_feat - n_feat % 16
-        if lanes == 16:
-            _scatter_block(feats, state, 16, scale, tau, whole)
-        elif lanes == 8:
-            _scatter_block(feats, state, 8, scale, tau, whole)
-        else:
-            whole = 0
-        for j in range(whole, n_feat):
-            at = tau[j] * lanes
-            for lane in range(lanes):
-                state[at + lane] = feats[lane, j] * scale[lane]
-
-    @_inline
-    def _gather_block(grad, feats, lam, lanes, shift, scale, tau, stop):
-        """grad[l, j] = (λ[τ(j)·L + l] − shift[l]·feats[l, j])·scale[l] for j < stop (a
-        multiple of 16), in blocks of 16 amplitudes."""
-        for j0 in range(0, stop, 16):
-            for lane in range(lanes):
-                out = grad[lane]
-                row = feats[lane]
-                t = shift[lane]
-                c = scale[lane]
-                for j in range(j0, j0 + 16):
-                    out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
-
-    @_inline
-    def _project_out_scattered(grad, feats, lam, norms, lanes, shift, scale, tau):
-        """The encoding's backward (λ₀ − ψ₀(ψ₀·λ₀))/‖x‖ for a group whose λ₀ is in the
-        lane layout with amplitude j in row τ(j); shift[l] holds ψ₀·λ₀ on entry (it is
-        overwritten; scale is scratch). Zero for all-zero rows."""
-        n_feat = feats.shape[1]
-        for lane in range(lanes):
-            norm = norms[lane]
-            scale[lane] = 1.0 / norm if norm > 0 else 0.0
-            shift[lane] = shift[lane] * scale[lane]  # (ψ·λ)/‖x‖: ψ_j = x_j/‖x‖
-        whole = n_feat - n_feat % 16
-        if lanes == 16:
-            _gather_block(grad, feats, lam, 16, shift, scale, tau, whole)
-        elif lanes == 8:
-            _gather_block(grad, feats, lam, 8, shift, scale, tau, whole)
-        else:
-            whole = 0
-        for lane in range(lanes):
-            out, row = grad[lane], feats[lane]
-            t, c = shift[lane], scale[lane]
-            for j in range(whole, n_feat):
-                out[j] = (lam[tau[j] * lanes + lane] - t * row[j]) * c
-            if norms[lane] <= 0:
-                for j in range(n_feat):
-                    out[j] = 0
-
-    @_inline
     def _phase_lanes(w, re, im, cos, sin, lanes, n):
         """(re, im) ← the lowest two butterfly levels of e^{iΦ}·w (rows of ``lanes``
         values; one level when n = 1): the phase and the first radix-4 pass of the
@@ -2118,6 +2069,12 @@ if numba is not None:
     def _wht(v, n):
         _wht_lanes(v, n, 1)
 
+    @_inline
+    def _group_states(keep_w, keep_r, keep_i, start, stop, size):
+        """The saved arrays' rows start:stop (one group), each as a lane-layout vector."""
+        return (keep_w[start:stop].reshape((size,)), keep_r[start:stop].reshape((size,)),
+                keep_i[start:stop].reshape((size,)))
+
     @_jit
     def _walsh_rows(feats, n, tau, cos, sin, out, norms, keep_w, keep_r, keep_i, cap, p, q):
         """The forward of a chunk of rows, in groups of up to ``cap`` (lane layout):
@@ -2131,19 +2088,9 @@ if numba is not None:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
-            w = keep_w[start:stop].reshape((size,))
-            re = keep_r[start:stop].reshape((size,))
-            im = keep_i[start:stop].reshape((size,))
-            for b in range(start, stop):
-                norm = _row_norm(feats[b])
-                norms[b] = norm
-                if norm < 0:
-                    return
-                scale[b - start] = 1.0 / norm if norm > 0 else 0.0
-            _encode_scattered(feats[start:stop], w, lanes, scale, tau)
-            for b in range(start, stop):
-                if norms[b] == 0:
-                    w[b - start] = 1  # an all-zero row is |0…0⟩ (τ(0) = 0)
+            w, re, im = _group_states(keep_w, keep_r, keep_i, start, stop, size)
+            if not _encode_group(feats[start:stop], norms[start:stop], w, lanes, scale, tau):
+                return
             _wht_lanes(w, n, lanes)
             _phase_lanes(w, re, im, cos, sin, lanes, n)
             _wht_lanes_from(re, n, lanes, 2)
@@ -2169,9 +2116,7 @@ if numba is not None:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
-            w = keep_w[start:stop].reshape((size,))
-            re = keep_r[start:stop].reshape((size,))
-            im = keep_i[start:stop].reshape((size,))
+            w, re, im = _group_states(keep_w, keep_r, keep_i, start, stop, size)
             mr, mi, r = lr[:size], li[:size], rho[:size]
             # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g), then μ = WHT(λ)
             _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef)
@@ -2179,8 +2124,8 @@ if numba is not None:
             _wht_lanes(mi, n, lanes)
             _unphase_lanes(w, mr, mi, r, cos, sin, lanes, phase_grad, dots)
             _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
-            _project_out_scattered(grad[start:stop], feats[start:stop], r,
-                                   norms[start:stop], lanes, dots, scale, tau)
+            _project_out_given(grad[start:stop], feats[start:stop], r, norms[start:stop],
+                               lanes, dots, scale, tau)
             start = stop
 
 
