@@ -21,7 +21,7 @@ Walsh–Hadamard transform (15 butterfly levels at n = 15, in radix-4 passes), t
 one complex transform and the ⟨Z⟩ folds; the backward one complex and one real
 transform, a pass that also gives ∂L/∂Φ (summed over the batch) and the encoding's
 projection. Every pass but the encoding and its backward reads and writes rows in order
-(a gather through σ between the transforms cost 1.4× more backward at D = 5, whose σ
+(a gather through σ between the transforms cost 1.3× more backward at D = 5, whose σ
 scatters rows over the whole state, than at D = 1). A gate-by-gate simulator instead
 applies D·n one-qubit matrices and D permutations forward and undoes them backward
 (``benchmarks/kernel_profile.py``).
@@ -107,7 +107,7 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
 
 
 def phase_table(frame: HadamardFrame, angles: np.ndarray, dtype, lease: kernels.Lease
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray]:
     """cos Φ and sin Φ times 2^−n (the two unnormalised transforms' factor) in ``dtype``,
     for the rotation angles ``angles`` ``[P]`` (float64)."""
     dim = 2**frame.n
