@@ -227,3 +227,21 @@ def test_walsh_backward_is_reproducible_and_features_changed_in_place_are_an_err
         inputs.mul_(2)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.sum().backward()
+
+
+def test_a_frame_circuit_without_angles_runs_on_the_walsh_kernel():
+    # CNOTs and X only: the phase table holds the X's constant π terms alone.
+    n = 3
+    ops = [Op("CNOT", (0, 1)), Op("X", (2,)), Op("CNOT", (2, 0)), Op("X", (1,))]
+    weights = torch.zeros(1, dtype=torch.float64)
+    assert cpu_kernels.kernel_for(compile_plan(tuple(ops), n, (0, 1, 2), (1,))) == "walsh"
+    features = torch.randn(4, 8, dtype=torch.float64)
+    upstream = torch.randn(4, 3, dtype=torch.float64)
+    results = {}
+    for name in ("torch", "cpu-kernels"):
+        x = features.clone().requires_grad_()
+        out = run_encoded_circuit(x, n, ops, weights, (0, 1, 2), simulator=name)
+        (out * upstream).sum().backward()
+        results[name] = (out.detach(), x.grad)
+    for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
+        torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-10)
