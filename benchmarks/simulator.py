@@ -143,15 +143,15 @@ def walsh_cost(n: int) -> tuple[float, float]:
     """``(flops, bytes)`` per example, forward + backward, of the Hadamard-frame kernel
     (:mod:`qhead.simulator.walsh`), whatever the depth. Per amplitude, float32: a
     transform is n additions per real array (radix-4 passes: ⌈n/2⌉ passes over it, 8 B
-    each); forward the encoding (1), a real and a complex transform (3n), the monomial
-    (2) and the measurement (5); backward λ (3), a complex and a real transform (3n),
-    the pass through the monomial with ∂L/∂Φ and ψ₀·λ₀ (10) and the projection (3).
-    Bytes: the transforms' passes (the monomial shares the first complex one), the
-    encoding (7), the monomial (12), the measurement (16), λ (16), the monomial's
-    backward (16) and the projection (10)."""
+    each); forward the encoding (1), a real and a complex transform (3n), the phase (2)
+    and the measurement (5); backward λ (3), a complex and a real transform (3n), the
+    pass back through the phase with ∂L/∂Φ and ψ₀·λ₀ (10) and the projection (3).
+    Bytes: the transforms' passes (the phase shares the first complex one), the encoding
+    (11: zeroing, then the scattered rows), the phase (12), the measurement (16), λ (16),
+    the phase's backward (16) and the projection (10)."""
     passes = (n + 1) // 2
     flops = 6 * n + 24
-    moved = 7 + 8 * passes + 12 + 16 * max(passes - 1, 0) + 16
+    moved = 11 + 8 * passes + 12 + 16 * max(passes - 1, 0) + 16
     moved += 16 + 16 * passes + 16 + 8 * passes + 10
     return flops * 2**n, moved * 2**n
 
