@@ -351,8 +351,7 @@ class _EncodedGeneral(torch.autograd.Function):
     def backward(ctx, gout):
         features, mats = ctx.saved_tensors
         program = ctx.program
-        dtype = torch.from_numpy(ctx.saved[0][:0]).dtype
-        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.n)
+        gz = to_all_wires(gout.to(features.dtype), ctx.wires, ctx.n)
         grad, grad_mats, grad_phases = kernels.general_backward(
             ctx.saved, features, ctx.n, program.prog, program.first_complex, mats,
             program.perms, program.signs, gz, program.phase_grad,
@@ -380,8 +379,7 @@ class _EncodedWalsh(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout):
         (features,) = ctx.saved_tensors
-        dtype = torch.from_numpy(ctx.saved[0][0][:0]).dtype
-        gz = to_all_wires(gout.to(dtype), ctx.wires, ctx.frame.n)
+        gz = to_all_wires(gout.to(features.dtype), ctx.wires, ctx.frame.n)
         grad, grad_angles = walsh.backward(ctx.saved, features, ctx.frame, gz)
         return grad, grad_angles.to(ctx.angle_dtype), None, None
 

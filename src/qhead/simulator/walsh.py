@@ -58,7 +58,7 @@ class HadamardFrame:
         tau: ``[2^n]`` int64, where the encoding puts amplitude i: row tau[i] (Q above).
         param_masks: ``[P]`` int64, the Z-parity mask of each parametrised rotation.
         param_index: ``[P]`` int64, its angle's position in ``weights.reshape(-1)``.
-        const_masks, const_angles: the same for fixed rotations (an X is RX(π)).
+        const_masks: the Z-parity masks of the fixed rotations (an X is RX(π)).
     """
 
     n: int
@@ -66,7 +66,6 @@ class HadamardFrame:
     param_masks: np.ndarray
     param_index: torch.Tensor
     const_masks: np.ndarray
-    const_angles: np.ndarray
 
 
 def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> HadamardFrame | None:
@@ -102,7 +101,6 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
         param_masks=np.array([m for m, _ in params], dtype=np.int64),
         param_index=torch.tensor([i for _, i in params], dtype=torch.long),
         const_masks=np.array(consts, dtype=np.int64),
-        const_angles=np.full(len(consts), np.pi),
     )
 
 
@@ -113,7 +111,7 @@ def phase_table(frame: HadamardFrame, angles: np.ndarray, dtype, lease: kernels.
     dim = 2**frame.n
     v = np.zeros(dim)
     np.add.at(v, frame.param_masks, angles)
-    np.add.at(v, frame.const_masks, frame.const_angles)
+    np.add.at(v, frame.const_masks, np.pi)
     kernels.walsh_hadamard(v)
     phi = v * -0.5
     if np.dtype(dtype) == np.float32:
