@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import sim_reference as ref
 import torch
+from sim_compare import float32_kernels_and_float64_reference, outputs_and_gradients
 
 from qhead.errors import ConfigError
 from qhead.simulator import GATES, Op, backends, kernels, run_encoded_circuit
@@ -172,18 +173,7 @@ def test_general_kernel_groups_of_rows_match_the_reference(
     features0 = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
     features0[batch // 2] = 0
     upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
-    results = {}
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        for name in ("torch", "cpu-kernels"):
-            features = features0.clone().requires_grad_()
-            weights = weights0.clone().requires_grad_()
-            out = run_encoded_circuit(features, n, ops, weights, wires, simulator=name)
-            (out * upstream).sum().backward()
-            results[name] = (out.detach(), features.grad, weights.grad)
-    finally:
-        torch.set_num_threads(old_threads)
+    results = outputs_and_gradients(features0, weights0, n, ops, wires, upstream, threads)
     for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
         torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
 
@@ -229,13 +219,8 @@ def _kernel_gradcheck(features, weights, n, ops, wires) -> bool:
 def test_float32_kernels_agree_with_float64_reference():
     n = 12
     ops, shape = _random_circuit(n, 80, 9)
-    g = torch.Generator().manual_seed(9)
-    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
-    features = torch.randn(6, 1000, generator=g, dtype=torch.float64)
-    exact = run_encoded_circuit(features, n, ops, weights, range(n), simulator="torch")
-    fast = run_encoded_circuit(features.float(), n, ops, weights.float(), range(n),
-                               simulator="cpu-kernels")
-    torch.testing.assert_close(fast.double(), exact, atol=2e-5, rtol=0)
+    fast, exact = float32_kernels_and_float64_reference(n, ops, shape, 6.3, 9)
+    torch.testing.assert_close(fast, exact, atol=2e-5, rtol=0)
 
 
 @needs_numba

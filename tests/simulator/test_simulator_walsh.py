@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sim_reference as ref
 import torch
+from sim_compare import float32_kernels_and_float64_reference, outputs_and_gradients
 
 from qhead.simulator import GATES, Op, cpu_kernels, kernels, run_encoded_circuit, walsh
 from qhead.simulator.plan import compile_plan
@@ -86,23 +87,6 @@ def test_frame_refuses_other_gates(ops):
     assert walsh.hadamard_frame(tuple(ops), 2, (1,)) is None
 
 
-def _run_both(features0, weights0, n, ops, wires, upstream, threads=None):
-    results = {}
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        for name in ("torch", "cpu-kernels"):
-            features = features0.clone().requires_grad_()
-            weights = weights0.clone().requires_grad_()
-            out = run_encoded_circuit(features, n, ops, weights, wires, simulator=name)
-            (out * upstream).sum().backward()
-            results[name] = (out.detach(), features.grad, weights.grad)
-    finally:
-        torch.set_num_threads(old_threads)
-    return results
-
-
 @pytest.mark.parametrize("batch", [1, 3, 19, 37])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n", [3, 7])
@@ -122,7 +106,7 @@ def test_walsh_kernel_matches_the_reference_in_every_group_of_rows(
     features = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
     features[batch // 2] = 0
     upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
-    results = _run_both(features, weights, n, ops, wires, upstream, threads)
+    results = outputs_and_gradients(features, weights, n, ops, wires, upstream, threads)
     for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
         torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
     assert torch.all(results["cpu-kernels"][1][batch // 2] == 0)
@@ -149,13 +133,8 @@ def test_float32_walsh_kernel_agrees_with_float64_reference():
     # [−π, π]: large angles (many rotations on one parity) must not lose accuracy.
     n = 12
     ops, shape = _frame_circuit(n, 150, 9)
-    g = torch.Generator().manual_seed(9)
-    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 60
-    features = torch.randn(6, 1000, generator=g, dtype=torch.float64)
-    exact = run_encoded_circuit(features, n, ops, weights, range(n), simulator="torch")
-    fast = run_encoded_circuit(features.float(), n, ops, weights.float(), range(n),
-                               simulator="cpu-kernels")
-    torch.testing.assert_close(fast.double(), exact, atol=2e-5, rtol=0)
+    fast, exact = float32_kernels_and_float64_reference(n, ops, shape, 60, 9)
+    torch.testing.assert_close(fast, exact, atol=2e-5, rtol=0)
 
 
 def test_basic_entangler_with_rx_takes_the_walsh_kernel_and_others_do_not():
@@ -237,11 +216,7 @@ def test_a_frame_circuit_without_angles_runs_on_the_walsh_kernel():
     assert cpu_kernels.kernel_for(compile_plan(tuple(ops), n, (0, 1, 2), (1,))) == "walsh"
     features = torch.randn(4, 8, dtype=torch.float64)
     upstream = torch.randn(4, 3, dtype=torch.float64)
-    results = {}
-    for name in ("torch", "cpu-kernels"):
-        x = features.clone().requires_grad_()
-        out = run_encoded_circuit(x, n, ops, weights, (0, 1, 2), simulator=name)
-        (out * upstream).sum().backward()
-        results[name] = (out.detach(), x.grad)
+    results = outputs_and_gradients(features, weights, n, ops, (0, 1, 2), upstream)
+    assert not results["cpu-kernels"][2].any()  # no angle reaches the outputs
     for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
         torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-10)
