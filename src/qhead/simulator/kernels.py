@@ -947,6 +947,34 @@ if numba is not None:
             size *= 2
 
     @_inline
+    def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef, complex_):
+        """λ = (Σ_k g_k Z_k)ψ for every lane of a group (lane layout; the imaginary parts
+        im → li only when ``complex_``): d_j = Σ_k ±g_k as the sum of a table over the
+        upper bits of j and one over the lower bits (both in L1, by
+        :func:`_z_weights_lanes`), so that the 2^n·L values of d are never stored. top
+        and low hold 2^⌈n/2⌉·L and 2^⌊n/2⌋·L values."""
+        low_bits = n // 2
+        high_bits = n - low_bits
+        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
+        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
+        count = 1 << low_bits
+        for hi in range(1 << high_bits):
+            t = top[hi * lanes : (hi + 1) * lanes]
+            for lo in range(count):
+                u = low[lo * lanes : (lo + 1) * lanes]
+                at = (hi * count + lo) * lanes
+                a, x = re[at : at + lanes], lr[at : at + lanes]
+                if complex_:
+                    b, y = im[at : at + lanes], li[at : at + lanes]
+                    for i in range(lanes):
+                        d = t[i] + u[i]
+                        x[i] = d * a[i]
+                        y[i] = d * b[i]
+                else:
+                    for i in range(lanes):
+                        x[i] = (t[i] + u[i]) * a[i]
+
+    @_inline
     def _fold_halves(src, dst, half):
         """dst[j] = src[j] + src[j + half] for j < half; returns Σ_j src[j] − src[j + half]."""
         acc = src[0] - src[0]
@@ -1385,28 +1413,23 @@ if numba is not None:
         fold = np.empty(n, row.dtype)
         shift = np.empty(cap, row.dtype)
         scale = np.empty(cap, row.dtype)
+        top = np.empty((1 << (n - n // 2)) * cap, row.dtype)
+        low = np.empty((1 << (n // 2)) * cap, row.dtype)
         start = 0
         while start < batch:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
             s, lam, si, li = c0[:size], c4[:size], c2[:size], c6[:size]
-            # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state: d_j·ψ_j, d_j = Σ_k ±g_k
-            # per example, built in the lane layout in a scratch half (free until the
-            # sweep starts).
-            d = c3[:size]
-            _z_weights_lanes(gout[start:stop], n, d, lanes, scale)
+            # λ = ∂L/∂ψ* of L = Σ_k g_k⟨Z_k⟩ on the final state ψ (copied to s, si: the
+            # sweep changes them)
             keep = work_r[start:stop].reshape((size,))
-            for j in range(size):
-                x = keep[j]
-                s[j] = x
-                lam[j] = d[j] * x
+            keep_i = work_i[start:stop].reshape((size,)) if complex_ else keep
+            _lambda_lanes(gout[start:stop], n, keep, keep_i, lam, li, lanes, top, low, scale,
+                          complex_)
+            s[:] = keep
             if complex_:
-                keep_i = work_i[start:stop].reshape((size,))
-                for j in range(size):
-                    y = keep_i[j]
-                    si[j] = y
-                    li[j] = d[j] * y
+                si[:] = keep_i
             psi, lam0 = _group_backward(
                 n, lanes, prog, first_complex, mats, perms, signs, phase_r, phase_i,
                 phase_grad, gm, gp,
@@ -2042,29 +2065,6 @@ if numba is not None:
                 dots[i] += x[i] * u
             phase_grad[j] += total
 
-    @_inline
-    def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef):
-        """λ = (Σ_k g_k Z_k)χ for every lane of a group: d_j = Σ_k ±g_k as the sum of a
-        table over the upper bits of j and one over the lower bits (both in L1), so
-        that the 2^n·L values of d are never stored. top and low hold 2^⌈n/2⌉·L and
-        2^⌊n/2⌋·L values."""
-        low_bits = n // 2
-        high_bits = n - low_bits
-        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
-        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
-        count = 1 << low_bits
-        for hi in range(1 << high_bits):
-            t = top[hi * lanes : (hi + 1) * lanes]
-            for lo in range(count):
-                u = low[lo * lanes : (lo + 1) * lanes]
-                at = (hi * count + lo) * lanes
-                a, b = re[at : at + lanes], im[at : at + lanes]
-                x, y = lr[at : at + lanes], li[at : at + lanes]
-                for i in range(lanes):
-                    d = t[i] + u[i]
-                    x[i] = d * a[i]
-                    y[i] = d * b[i]
-
     @_jit
     def _wht(v, n):
         _wht_lanes(v, n, 1)
@@ -2119,7 +2119,7 @@ if numba is not None:
             w, re, im = _group_states(keep_w, keep_r, keep_i, start, stop, size)
             mr, mi, r = lr[:size], li[:size], rho[:size]
             # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g), then μ = WHT(λ)
-            _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef)
+            _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef, True)
             _wht_lanes(mr, n, lanes)
             _wht_lanes(mi, n, lanes)
             _unphase_lanes(w, mr, mi, r, cos, sin, lanes, phase_grad, dots)
