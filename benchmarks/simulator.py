@@ -118,7 +118,7 @@ def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
                         tuple(head.weights.shape))
     kind = cpu_kernels.kernel_for(plan)
     if kind == "walsh":
-        return walsh_cost(head.n_qubits)
+        return walsh_cost(cpu_kernels._frame(plan))
     if kind != "general":
         return None
     program = cpu_kernels._program(plan, torch.float32)
@@ -139,20 +139,27 @@ def kernel_cost(head: AEVQC) -> tuple[float, float] | None:
     return flops * 2**head.n_qubits, moved * 2**head.n_qubits
 
 
-def walsh_cost(n: int) -> tuple[float, float]:
+def walsh_cost(frame) -> tuple[float, float]:
     """``(flops, bytes)`` per example, forward + backward, of the Hadamard-frame kernel
-    (:mod:`qhead.simulator.walsh`), whatever the depth. Per amplitude, float32: a
-    transform is n additions per real array (radix-4 passes: ⌈n/2⌉ passes over it, 8 B
-    each); forward the encoding (1), a real and a complex transform (3n), the phase (2)
-    and the measurement (5); backward λ (3), a complex and a real transform (3n), the
-    pass back through the phase with ∂L/∂Φ and ψ₀·λ₀ (10) and the projection (3).
-    Bytes: the transforms' passes (the phase shares the first complex one), the encoding
-    (11: zeroing, then the scattered rows), the phase (12), the measurement (16), λ (16),
-    the phase's backward (16) and the projection (10)."""
+    (:mod:`qhead.simulator.walsh`) for ``frame``: K segments, and a leading transform or
+    not. Per amplitude, float32: a transform is n additions per real array (radix-4
+    passes: ⌈n/2⌉ passes over it, 8 B each). Forward: the encoding (1 flop, 11 B:
+    zeroing, then the scattered rows), the leading real transform (n), per segment its
+    phase (2 on a real state, 6 on a complex one; 12 or 16 B, sharing the first pass of
+    the transform) and a complex transform (2n), the measurement (5, 16 B). Backward: λ (3,
+    16 B), per segment a complex transform of λ (2n) and the pass back through the phase
+    (∂L/∂Φ and λ: 16 flops and 24 B against a kept complex state, 10 and 16 B against
+    the real encoded one), the leading real transform (n), the projection (3, 10 B)."""
+    n, segments = frame.n, len(frame.segments)
     passes = (n + 1) // 2
-    flops = 6 * n + 24
-    moved = 11 + 8 * passes + 12 + 16 * max(passes - 1, 0) + 16
-    moved += 16 + 16 * passes + 16 + 8 * passes + 10
+    real_transform, complex_transform = (n, 8 * passes), (2 * n, 16 * passes)
+    flops, moved = 1 + 5 + 3 + 3, 11 + 16 + 16 + 10
+    if frame.leading_transform:
+        flops += 2 * real_transform[0]
+        moved += 2 * real_transform[1]
+    for k in range(segments):
+        flops += 2 * complex_transform[0] + (2 + 10 if k == 0 else 6 + 16)
+        moved += 2 * complex_transform[1] - 16 + (12 + 16 if k == 0 else 16 + 24)
     return flops * 2**n, moved * 2**n
 
 

@@ -361,18 +361,18 @@ class _EncodedGeneral(torch.autograd.Function):
 
 
 class _EncodedWalsh(torch.autograd.Function):
-    """⟨Z⟩ of the measured wires for a circuit of RX, X and CNOT on
-    ``amplitude_encode(features)``, in the Hadamard frame (:mod:`qhead.simulator.walsh`)."""
+    """⟨Z⟩ of the measured wires for a circuit in the Hadamard frame on
+    ``amplitude_encode(features)`` (:mod:`qhead.simulator.walsh`); ``weights`` flat."""
 
     @staticmethod
-    def forward(ctx, features, angles, frame, wires):
-        result = walsh.forward(features, frame, angles)
+    def forward(ctx, features, weights, frame, wires):
+        result = walsh.forward(features, frame, weights)
         if result is None:
             raise _Declined
         z_all, saved = result
         ctx.save_for_backward(features)
         ctx.saved, ctx.frame, ctx.wires = saved, frame, wires
-        ctx.angle_dtype = angles.dtype
+        ctx.weight_dtype = weights.dtype
         return select_wires(z_all, wires)
 
     @staticmethod
@@ -380,8 +380,8 @@ class _EncodedWalsh(torch.autograd.Function):
     def backward(ctx, gout):
         (features,) = ctx.saved_tensors
         gz = to_all_wires(gout.to(features.dtype), ctx.wires, ctx.frame.n)
-        grad, grad_angles = walsh.backward(ctx.saved, features, ctx.frame, gz)
-        return grad, grad_angles.to(ctx.angle_dtype), None, None
+        grad, grad_weights = walsh.backward(ctx.saved, features, ctx.frame, gz)
+        return grad, grad_weights.to(ctx.weight_dtype), None, None
 
 
 def _frame(plan: Plan) -> walsh.HadamardFrame | None:
@@ -400,12 +400,15 @@ def _program(plan: Plan, dtype: torch.dtype) -> _Program:
 
 def kernel_for(plan: Plan) -> str:
     """Which kernel runs ``plan``: "product", "walsh", "layer" or "general" ("product"
-    and "layer" unroll the three lowest wires: n ≥ 3)."""
+    and "layer" unroll the three lowest wires: n ≥ 3; "walsh" where the Hadamard frame
+    takes fewer passes than the gates, :func:`walsh.worth_it`)."""
+    frame = _frame(plan)
+    walsh_pays = frame is not None and walsh.worth_it(frame)
     if plan.n < kernels.MIN_QUBITS:
-        return "walsh" if _frame(plan) is not None else "general"
+        return "walsh" if walsh_pays else "general"
     if plan.product is not None:
         return "product"
-    if _frame(plan) is not None:
+    if walsh_pays:
         return "walsh"
     if plan.single_real_layer() is not None:
         return "layer"
@@ -434,8 +437,9 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             return _EncodedLayer.apply(features, mats, n, plan.signs_t(dtype))
         if kind == "walsh":
             frame = _frame(plan)
-            angles = weights.reshape(-1)[frame.param_index.to(weights.device)]
-            return _EncodedWalsh.apply(features, angles, frame, wires)
+            if frame.saved_bytes(len(features), features.element_size()) <= walsh.MAX_SAVED_BYTES:
+                return _EncodedWalsh.apply(features, weights.reshape(-1), frame, wires)
+            kind = "general"  # the gate-by-gate adjoint keeps one state per example
         program = _program(plan, dtype)
         mats = program.matrices(weights, dtype)
         phases = program.phases(weights, dtype)

@@ -62,6 +62,7 @@ __all__ = [
     "walsh_backward",
     "walsh_forward",
     "walsh_hadamard",
+    "walsh_phase_angles",
     "zx_backward",
     "zx_forward",
 ]
@@ -854,8 +855,9 @@ if numba is not None:
     def _encode_group(feats, norms, state, lanes, scale, rows):
         """Encodes a group of rows into the lane layout (:func:`_encode_lanes`) and their
         norms into ``norms`` (scale: scratch of ``lanes`` values); all-zero rows become
-        |0…0⟩ (row r(0) = 0 either way). Returns False, at the first row the kernels
-        leave to the torch encoder (:func:`_row_norm`), without encoding."""
+        |0…0⟩ (in row r(0): not 0 when the scatter has an X in it). Returns False, at the
+        first row the kernels leave to the torch encoder (:func:`_row_norm`), without
+        encoding."""
         for b in range(lanes):
             norm = _row_norm(feats[b])
             norms[b] = norm
@@ -863,9 +865,10 @@ if numba is not None:
                 return False
             scale[b] = 1.0 / norm if norm > 0 else 0.0
         _encode_lanes(feats, state, lanes, scale, rows)
+        zero_row = 0 if rows is None else rows[0]
         for b in range(lanes):
             if norms[b] == 0:
-                state[b] = 1
+                state[zero_row * lanes + b] = 1
         return True
 
     @_inline
@@ -2065,22 +2068,136 @@ if numba is not None:
                 dots[i] += x[i] * u
             phase_grad[j] += total
 
-    @_jit
-    def _wht(v, n):
-        _wht_lanes(v, n, 1)
+    @_inline
+    def _cphase_lanes(sr, si, re, im, cos, sin, lanes, n):
+        """(re, im) ← the lowest two butterfly levels of e^{iΦ}·(sr + i·si) (one level
+        when n = 1): :func:`_phase_lanes` for a complex state."""
+        dim = cos.shape[0]
+        if n == 1:
+            for i in range(lanes):
+                x0, x1, y0, y1 = sr[i], sr[lanes + i], si[i], si[lanes + i]
+                a0, a1 = x0 * cos[0] - y0 * sin[0], x1 * cos[1] - y1 * sin[1]
+                b0, b1 = x0 * sin[0] + y0 * cos[0], x1 * sin[1] + y1 * cos[1]
+                re[i], re[lanes + i] = a0 + a1, a0 - a1
+                im[i], im[lanes + i] = b0 + b1, b0 - b1
+            return
+        for j in range(0, dim, 4):
+            c0, c1, c2, c3 = cos[j], cos[j + 1], cos[j + 2], cos[j + 3]
+            s0, s1, s2, s3 = sin[j], sin[j + 1], sin[j + 2], sin[j + 3]
+            at = j * lanes
+            x = sr[at : at + 4 * lanes]
+            y = si[at : at + 4 * lanes]
+            r = re[at : at + 4 * lanes]
+            m = im[at : at + 4 * lanes]
+            for i in range(lanes):
+                x0, x1, x2, x3 = x[i], x[lanes + i], x[2 * lanes + i], x[3 * lanes + i]
+                y0, y1, y2, y3 = y[i], y[lanes + i], y[2 * lanes + i], y[3 * lanes + i]
+                a0, a1 = x0 * c0 - y0 * s0, x1 * c1 - y1 * s1
+                a2, a3 = x2 * c2 - y2 * s2, x3 * c3 - y3 * s3
+                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
+                r[i] = p0 + p2
+                r[lanes + i] = p1 + p3
+                r[2 * lanes + i] = p0 - p2
+                r[3 * lanes + i] = p1 - p3
+                b0, b1 = x0 * s0 + y0 * c0, x1 * s1 + y1 * c1
+                b2, b3 = x2 * s2 + y2 * c2, x3 * s3 + y3 * c3
+                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
+                m[i] = q0 + q2
+                m[lanes + i] = q1 + q3
+                m[2 * lanes + i] = q0 - q2
+                m[3 * lanes + i] = q1 - q3
 
     @_inline
-    def _group_states(keep_w, keep_r, keep_i, start, stop, size):
-        """The saved arrays' rows start:stop (one group), each as a lane-layout vector."""
-        return (keep_w[start:stop].reshape((size,)), keep_r[start:stop].reshape((size,)),
-                keep_i[start:stop].reshape((size,)))
+    def _cunphase_lanes(pr, pi, mr, mi, cos, sin, lanes, phase_grad):
+        """The backward through the phase of a complex state p = pr + i·pi, v = e^{iΦ}·p:
+        μ ← e^{−iΦ}·μ in place (λ before the phase) and ∂L/∂Φ_j += Σ_l Re(conj(μ)·i·v)."""
+        for j in range(cos.shape[0]):
+            c, s = cos[j], sin[j]
+            at = j * lanes
+            x = pr[at : at + lanes]
+            y = pi[at : at + lanes]
+            a = mr[at : at + lanes]
+            b = mi[at : at + lanes]
+            total = c - c
+            for i in range(lanes):
+                ar, bi, xr, yi = a[i], b[i], x[i], y[i]
+                total += bi * (c * xr - s * yi) - ar * (s * xr + c * yi)
+                a[i] = ar * c + bi * s
+                b[i] = bi * c - ar * s
+            phase_grad[j] += total
+
+    @_inline
+    def _wht_vector(a, n):
+        """:func:`_wht_lanes` for one vector: the three lowest levels in one sweep of
+        eight values (the stretches of the generic passes would be 1–4 values long)."""
+        if n < 3:
+            _wht_lanes(a, n, 1)
+            return
+        for j in range(0, a.shape[0], 8):
+            x0, x1, x2, x3 = a[j], a[j + 1], a[j + 2], a[j + 3]
+            x4, x5, x6, x7 = a[j + 4], a[j + 5], a[j + 6], a[j + 7]
+            y0, y1, y2, y3 = x0 + x1, x0 - x1, x2 + x3, x2 - x3
+            y4, y5, y6, y7 = x4 + x5, x4 - x5, x6 + x7, x6 - x7
+            z0, z1, z2, z3 = y0 + y2, y1 + y3, y0 - y2, y1 - y3
+            z4, z5, z6, z7 = y4 + y6, y5 + y7, y4 - y6, y5 - y7
+            a[j], a[j + 1], a[j + 2], a[j + 3] = z0 + z4, z1 + z5, z2 + z6, z3 + z7
+            a[j + 4], a[j + 5], a[j + 6], a[j + 7] = z0 - z4, z1 - z5, z2 - z6, z3 - z7
+        _wht_lanes_from(a, n, 1, 3)
 
     @_jit
-    def _walsh_rows(feats, n, tau, cos, sin, out, norms, keep_w, keep_r, keep_i, cap, p, q):
+    def _wht(v, n):
+        _wht_vector(v, n)
+
+    @_jit
+    def _phase_angles(v, phi):
+        """Per row k: v[k] ← WHT(v[k]) (float64, in place), phi[k] = −½·v[k] reduced to
+        [−π, π] in float64 and stored in phi's dtype (float32 trigonometry after it stays
+        accurate for any angle)."""
+        n = _qubits_of(v.shape[1])
+        two_pi = 2 * np.pi
+        for k in range(v.shape[0]):
+            row = v[k]
+            _wht_vector(row, n)
+            out = phi[k]
+            for j in range(row.shape[0]):
+                a = -0.5 * row[j]
+                out[j] = a - two_pi * np.floor(a / two_pi + 0.5)
+
+    @_jit
+    def _summed_transforms(parts):
+        """Per row k: parts[k, 0] ← WHT(Σ_t parts[k, t]) (float64, in place): the threads'
+        shares of ∂L/∂Φ_k summed, then the transform that gives every mask's sum."""
+        n = _qubits_of(parts.shape[2])
+        for k in range(parts.shape[0]):
+            acc = parts[k, 0]
+            for t in range(1, parts.shape[1]):
+                other = parts[k, t]
+                for j in range(acc.shape[0]):
+                    acc[j] += other[j]
+            _wht_vector(acc, n)
+
+    @_inline
+    def _qubits_of(dim):
+        n = 0
+        while (1 << n) < dim:
+            n += 1
+        return n
+
+    @_inline
+    def _slot(keep, start, stop, size, k):
+        """Slot k of a group's saved states (rows start:stop of ``keep``, lane layout)."""
+        return keep[start:stop].reshape((keep.shape[1] * (stop - start),))[
+            k * size : (k + 1) * size]
+
+    @_jit
+    def _walsh_rows(feats, n, tau, leading, cos, sin, out, norms, keep_w, keep_r, keep_i,
+                    cap, p, q):
         """The forward of a chunk of rows, in groups of up to ``cap`` (lane layout):
-        keep_w gets WHT(Qψ₀) (real), keep_r/keep_i the final state, for the backward."""
+        keep_w gets the encoded state (after the leading transform, if any), slot k of
+        keep_r/keep_i the state after segment k, for the backward."""
         dim = 1 << n
         batch = feats.shape[0]
+        segments = cos.shape[0]
         acc = np.empty(cap, p.dtype)
         scale = np.empty(cap, p.dtype)
         start = 0
@@ -2088,24 +2205,36 @@ if numba is not None:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
-            w, re, im = _group_states(keep_w, keep_r, keep_i, start, stop, size)
+            w = keep_w[start:stop].reshape((size,))
             if not _encode_group(feats[start:stop], norms[start:stop], w, lanes, scale, tau):
                 return
-            _wht_lanes(w, n, lanes)
-            _phase_lanes(w, re, im, cos, sin, lanes, n)
+            if leading:
+                _wht_lanes(w, n, lanes)
+            re = _slot(keep_r, start, stop, size, 0)
+            im = _slot(keep_i, start, stop, size, 0)
+            _phase_lanes(w, re, im, cos[0], sin[0], lanes, n)
             _wht_lanes_from(re, n, lanes, 2)
             _wht_lanes_from(im, n, lanes, 2)
+            for k in range(1, segments):
+                pr, pi = re, im
+                re = _slot(keep_r, start, stop, size, k)
+                im = _slot(keep_i, start, stop, size, k)
+                _cphase_lanes(pr, pi, re, im, cos[k], sin[k], lanes, n)
+                _wht_lanes_from(re, n, lanes, 2)
+                _wht_lanes_from(im, n, lanes, 2)
             _z_measure_lanes(re, im, True, p[:size], q[:size], n, lanes, acc,
                              out[start:stop])
             start = stop
 
     @_jit
-    def _walsh_grad_rows(feats, keep_w, keep_r, keep_i, n, tau, cos, sin, gout, norms,
-                         grad, phase_grad, cap, lr, li, rho):
+    def _walsh_grad_rows(feats, keep_w, keep_r, keep_i, n, tau, leading, cos, sin, gout,
+                         norms, grad, phase_grad, cap, lr, li, rho):
         """The backward of a chunk (groups as :func:`_walsh_rows` made them): the
-        features' gradient into grad, Σ over the chunk of ∂L/∂Φ_j into phase_grad."""
+        features' gradient into grad, Σ over the chunk of ∂L/∂Φ_k(j) into phase_grad
+        ``[K, 2^n]``."""
         dim = 1 << n
         batch = feats.shape[0]
+        segments = cos.shape[0]
         coef = np.empty(cap, lr.dtype)
         top = np.empty((1 << (n - n // 2)) * cap, lr.dtype)
         low = np.empty((1 << (n // 2)) * cap, lr.dtype)
@@ -2116,17 +2245,36 @@ if numba is not None:
             lanes = _group_size(batch - start, cap)
             size = dim * lanes
             stop = start + lanes
-            w, re, im = _group_states(keep_w, keep_r, keep_i, start, stop, size)
+            w = keep_w[start:stop].reshape((size,))
             mr, mi, r = lr[:size], li[:size], rho[:size]
-            # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g), then μ = WHT(λ)
+            # λ = 2·(Σ_k g_k Z_k)χ on the final state χ (gout holds 2·g); then per segment
+            # from the last, μ = WHT(λ) and λ ← e^{−iΦ}·μ against the segment's input
+            re = _slot(keep_r, start, stop, size, segments - 1)
+            im = _slot(keep_i, start, stop, size, segments - 1)
             _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef, True)
+            for k in range(segments - 1, 0, -1):
+                _wht_lanes(mr, n, lanes)
+                _wht_lanes(mi, n, lanes)
+                _cunphase_lanes(_slot(keep_r, start, stop, size, k - 1),
+                                _slot(keep_i, start, stop, size, k - 1), mr, mi, cos[k],
+                                sin[k], lanes, phase_grad[k])
             _wht_lanes(mr, n, lanes)
             _wht_lanes(mi, n, lanes)
-            _unphase_lanes(w, mr, mi, r, cos, sin, lanes, phase_grad, dots)
-            _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
+            _unphase_lanes(w, mr, mi, r, cos[0], sin[0], lanes, phase_grad[0], dots)
+            if leading:
+                _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
             _project_out_given(grad[start:stop], feats[start:stop], r, norms[start:stop],
                                lanes, dots, scale, tau)
             start = stop
+
+
+def walsh_phase_angles(v: np.ndarray, dtype) -> np.ndarray:
+    """Φ_k = −½·WHT(v[k]) for every row of ``v`` ``[K, 2^n]`` (float64; transformed in
+    place), reduced to [−π, π] and returned in ``dtype``; the rows split over the torch
+    threads."""
+    phi = np.empty(v.shape, dtype)
+    _run_split(_phase_angles, v.shape[0], _Rows(v), _Rows(phi))
+    return phi
 
 
 def walsh_hadamard(vector: np.ndarray) -> np.ndarray:
@@ -2136,59 +2284,69 @@ def walsh_hadamard(vector: np.ndarray) -> np.ndarray:
     return vector
 
 
-def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, cos: np.ndarray,
-                  sin: np.ndarray, lease: Lease) -> tuple[torch.Tensor, tuple] | None:
-    """⟨Z_k⟩ of every wire k of H·diag(e^{iΦ})·H·Q·amplitude_encode(features) (the
-    Hadamard-frame form of a circuit of RX, X and CNOT: :mod:`qhead.simulator.walsh`).
+def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool,
+                  cos: np.ndarray, sin: np.ndarray, lease: Lease
+                  ) -> tuple[torch.Tensor, tuple] | None:
+    """⟨Z_k⟩ of every wire k of H·diag(e^{iΦ_K})·…·H·diag(e^{iΦ_1})·[H]·Q·
+    amplitude_encode(features) (the Hadamard-frame form of a circuit:
+    :mod:`qhead.simulator.walsh`).
 
     Args:
         features: ``[B, N]`` float32/float64 CPU tensor, N ≤ 2^n.
         n: number of qubits.
         tau: ``[2^n]`` int64, Q: amplitude i goes to row ``tau[i]``.
-        cos, sin: ``[2^n]`` cos Φ and sin Φ times 2^−n, in the features' dtype.
+        leading: a transform comes first, on the real encoded state ([H] above).
+        cos, sin: ``[K, 2^n]`` cos Φ_k and sin Φ_k times the transforms' factors
+            (:func:`qhead.simulator.walsh.phase_tables`), in the features' dtype.
         lease: owns ``cos``/``sin`` and receives the saved states.
 
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`walsh_backward` needs (keep the
-        whole tuple), or None when some row needs the torch encoder (a non-finite value,
-        a norm out of range). The rows are evolved in groups of up to :data:`LANES`, as
-        by :func:`general_forward`.
+        whole tuple: 2K + 1 states per example), or None when some row needs the torch
+        encoder (a non-finite value, a norm out of range). The rows are evolved in groups
+        of up to :data:`LANES`, as by :func:`general_forward`.
     """
     batch = features.shape[0]
     feats = _as_array(features)
-    dim = 2**n
-    keep = [lease.array((batch, dim), feats.dtype) for _ in range(3)]
+    dim, segments = 2**n, cos.shape[0]
+    keep_w = lease.array((batch, dim), feats.dtype)
+    keep_r, keep_i = (lease.array((batch, segments * dim), feats.dtype) for _ in range(2))
     out = np.empty((batch, n), feats.dtype)
     norms = np.zeros(batch)
     cap = LANES
     threads = _threads(batch)
     _run_split(
-        _walsh_rows, batch, _Rows(feats), n, tau, cos, sin, _Rows(out), _Rows(norms),
-        *(_Rows(k) for k in keep), cap,
+        _walsh_rows, batch, _Rows(feats), n, tau, leading, cos, sin, _Rows(out),
+        _Rows(norms), _Rows(keep_w), _Rows(keep_r), _Rows(keep_i), cap,
         *(_Scratch(dim * min(cap, batch), feats.dtype) for _ in range(2)),
         threads=threads,
     )
     if not (norms >= 0).all():
         return None
-    return torch.from_numpy(out), (keep, norms, lease, tau, cos, sin, (threads, cap))
+    keep = (keep_w, keep_r, keep_i)
+    return torch.from_numpy(out), (keep, norms, lease, tau, leading, cos, sin, (threads, cap))
 
 
 def walsh_backward(saved: tuple, features: torch.Tensor, gz: torch.Tensor
                    ) -> tuple[torch.Tensor, np.ndarray]:
     """Gradients of ``Σ gz·z`` (:func:`walsh_forward`, ``saved`` its second output,
     ``features`` the tensor it encoded, ``gz`` ``[B, n]``): with respect to the features
-    (zero for all-zero rows), and ∂L/∂Φ ``[2^n]`` (float64, summed over the batch)."""
-    keep, norms, _, tau, cos, sin, (threads, cap) = saved
+    (zero for all-zero rows), and WHT(∂L/∂Φ_k) ``[K, 2^n]`` (float64, ∂L/∂Φ_k summed
+    over the batch, then transformed: entry m is Σ_j ∂L/∂Φ_k(j)·(−1)^{popcount(j & m)})."""
+    keep, norms, _, tau, leading, cos, sin, (threads, cap) = saved
     batch, dim = keep[0].shape
     n = _qubits(dim)
     dtype = keep[0].dtype
     feats = _as_array(features, keep[0])
     grad = np.empty_like(feats)
-    phase_grad = np.zeros((threads, dim))
+    segments = cos.shape[0]
+    phase_grad = np.zeros((segments, threads, dim))
     _run_split(
-        _walsh_grad_rows, batch, _Rows(feats), *(_Rows(k) for k in keep), n, tau, cos, sin,
-        _Rows(_as_array(2 * gz, keep[0])), _Rows(norms), _Rows(grad), _PerChunk(phase_grad),
-        cap, *(_Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
+        _walsh_grad_rows, batch, _Rows(feats), *(_Rows(k) for k in keep), n, tau, leading,
+        cos, sin, _Rows(_as_array(2 * gz, keep[0])), _Rows(norms), _Rows(grad),
+        _PerChunk(phase_grad.transpose(1, 0, 2)), cap,
+        *(_Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
         threads=threads,
     )
-    return torch.from_numpy(grad), phase_grad.sum(axis=0)
+    _run_split(_summed_transforms, segments, _Rows(phase_grad))
+    return torch.from_numpy(grad), phase_grad[:, 0]
