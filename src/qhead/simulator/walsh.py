@@ -261,7 +261,7 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
         tau ^= ((basis >> i) & 1) * column
     built = []
     for terms in before:
-        masks, params, signs, consts = zip(*terms) if terms else ((), (), (), ())
+        masks, params, signs, consts = zip(*terms, strict=True) if terms else ((), (), (), ())
         built.append(Segment(
             masks=np.array(masks, dtype=np.int64), param=np.array(params, dtype=np.int64),
             sign=np.array(signs, dtype=np.float64), const=np.array(consts, dtype=np.float64),
