@@ -18,9 +18,9 @@ same dtype; tests compare both paths and PennyLane.
   and the gradients with respect to the features and to the matrices.
 * :func:`general_forward` / :func:`general_backward`: any program of one-qubit matrices,
   signed permutations and phases, adjoint backward, examples interleaved in groups.
-* :func:`walsh_forward` / :func:`walsh_backward`: circuits of RX, X and CNOT in the
-  Hadamard frame (H·diag(e^{iΦ})·H·Q; :mod:`qhead.simulator.walsh` builds Q and Φ), in
-  the general kernel's lane layout.
+* :func:`walsh_forward` / :func:`walsh_backward`: circuits in the Hadamard frame
+  (H·diag(e^{iΦ_K})·…·H·diag(e^{iΦ_1})·[H]·Q; :mod:`qhead.simulator.walsh` builds Q and
+  the Φ_k), in the general kernel's lane layout.
 
 ``qhead.simulator.circuit`` uses them automatically for real float32/float64 CPU
 tensors with n ≥ 3 when numba is installed; set the environment variable
@@ -1963,7 +1963,8 @@ def general_backward(
 
 if numba is not None:
     # ---------------------------------------------------------------- Hadamard frame
-    # The kernel of qhead.simulator.walsh (circuits of RX, X and CNOT as H·phase·H·Q).
+    # The kernel of qhead.simulator.walsh (circuits as phases and transforms after a
+    # scatter Q).
 
     @_inline
     def _butterfly2(x0, x1):
