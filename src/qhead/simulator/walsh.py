@@ -20,15 +20,16 @@ phase commutes with the ⟨Z⟩ measurement and is dropped.
 in the computational frame it applies every ready diagonal gate and permutation, in the
 Hadamard frame every ready RX (as an RZ) and permutation, and it changes frame (one
 transform) only when no ready gate fits the current one. ``BasicEntanglerLayers``
-(RX) becomes H·diag·H·Q (K = 2, the first transform on a real state) whatever its depth;
-``StronglyEntanglingLayers`` (Rot = RZ·RY·RZ) two segments per layer.
+(RX) becomes H·diag·H·Q (one segment after a leading transform on the real encoded
+state) whatever its depth; ``StronglyEntanglingLayers`` (Rot = RZ·RY·RZ) two segments per
+layer.
 
 Per example the kernel then does: the encoding (scattered by τ), for each segment its
 phase (fused with the first radix-4 pass of its transform) and one Walsh–Hadamard
 transform (real while the state is), and the ⟨Z⟩ folds; the backward, from the last
 segment: one transform of λ, and a pass that gives ∂L/∂Φ_k (summed over the batch) and
-undoes the phase on λ, reading the segment's input state, which the forward kept (K
-states per example: memory O(K·2^n), where the gate-by-gate adjoint keeps one). A
+undoes the phase on λ, reading the segment's input state, which the forward kept (2K + 1
+real arrays per example: memory O(K·2^n), where the gate-by-gate adjoint keeps one). A
 gate-by-gate simulator instead applies D·n one-qubit matrices and D permutations forward
 and undoes them backward (``benchmarks/kernel_profile.py``); a segment's transform costs
 about as much as n/2 one-qubit matrices (:func:`worth_it`).
