@@ -152,50 +152,59 @@ def _tokens(ops: tuple[Op, ...], shape: tuple[int, ...]):
 
 def _schedule(tokens, n: int) -> list[tuple]:
     """The primitive sequence in the current frame's basis, in application order:
-    ("H",), ("T", mask, param, constant) or ("P", "X", bit) / ("P", "CNOT", c, t)."""
+    ("H",), ("T", mask, param, constant) or ("P", "X", bit) / ("P", "CNOT", c, t).
+
+    Token j waits for every earlier token on a shared wire that does not commute with it
+    (diagonals of one frame commute with each other): per wire, the tokens since the last
+    change of kind form a run; j depends on the current run, or, when it joins that run,
+    on the run before it (earlier tokens are their ancestors). Then a topological order
+    that stays in one frame as long as a ready token fits it (O(tokens + dependencies))."""
     count = len(tokens)
-    # token j waits for every earlier token on a shared wire that does not commute
-    # with it (diagonals of one frame commute with each other)
-    last: dict[int, list[int]] = {}
-    deps: list[set[int]] = []
+    successors: list[list[int]] = [[] for _ in range(count)]
+    waiting = [0] * count
+    runs: dict[int, tuple[str, list[int], list[int]]] = {}  # wire: (kind, run, run before)
     for j, (kind, wires, _) in enumerate(tokens):
-        mine = set()
+        parents: set[int] = set()
         for w in wires:
-            for i in last.get(w, []):
-                if not (kind == tokens[i][0] and kind in "ZX"):
-                    mine.add(i)
-            last.setdefault(w, []).append(j)
-        deps.append(mine)
-    done = [False] * count
-    pending = list(range(count))
-    frame, out = "Z", []
+            run_kind, run, before = runs.get(w, ("", [], []))
+            if kind == run_kind and kind in "ZX":
+                parents.update(before)
+                run.append(j)
+            else:
+                parents.update(run)
+                runs[w] = (kind, [j], run)
+        for i in parents:
+            successors[i].append(j)
+        waiting[j] = len(parents)
+    ready: dict[str, list[int]] = {"Z": [], "X": [], "P": []}
+    for j in range(count):
+        if waiting[j] == 0:
+            ready[tokens[j][0]].append(j)
 
     def bit(w: int) -> int:
         return 1 << (n - 1 - w)
 
-    while pending:
-        progressed = True
-        while progressed:
-            progressed = False
-            for j in pending:
-                kind, wires, payload = tokens[j]
-                if done[j] or (kind != "P" and kind != frame):
-                    continue
-                if not all(done[i] for i in deps[j]):
-                    continue
-                done[j] = progressed = True
-                if kind != "P":
-                    for parity, param, const in payload:
-                        out.append(("T", sum(bit(w) for w in parity), param, const))
-                elif payload.name == "X":
-                    # in the Hadamard frame an X is a Z: RZ(π) up to a global phase
-                    out.append(("P", "X", bit(wires[0])) if frame == "Z"
-                               else ("T", bit(wires[0]), -1, math.pi))
-                else:
-                    c, t = wires if frame == "Z" else wires[::-1]
-                    out.append(("P", "CNOT", bit(c), bit(t)))
-            pending = [j for j in pending if not done[j]]
-        if pending:
+    frame, out, emitted = "Z", [], 0
+    while emitted < count:
+        while ready["P"] or ready[frame]:
+            j = (ready["P"] or ready[frame]).pop()
+            emitted += 1
+            kind, wires, payload = tokens[j]
+            if kind != "P":
+                for parity, param, const in payload:
+                    out.append(("T", sum(bit(w) for w in parity), param, const))
+            elif payload.name == "X":
+                # in the Hadamard frame an X is a Z: RZ(π) up to a global phase
+                out.append(("P", "X", bit(wires[0])) if frame == "Z"
+                           else ("T", bit(wires[0]), -1, math.pi))
+            else:
+                c, t = wires if frame == "Z" else wires[::-1]
+                out.append(("P", "CNOT", bit(c), bit(t)))
+            for i in successors[j]:
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    ready[tokens[i][0]].append(i)
+        if emitted < count:
             out.append(("H",))
             frame = "X" if frame == "Z" else "Z"
     if frame == "X":
