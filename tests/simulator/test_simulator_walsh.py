@@ -14,8 +14,9 @@ from qhead.simulator.plan import compile_plan
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 
 
-#: The gates of the Hadamard frame, in proportions that give both frames work.
-_ALL_GATES = ("RX", "RX", "RY", "RY", "RZ", "X", "Z", "CNOT", "CNOT", "CZ")
+#: The gates of the Hadamard frame, in proportions that give both frames work ("H": H on
+#: every wire, in a random order — the frame takes H only as whole columns).
+_ALL_GATES = ("RX", "RX", "RY", "RY", "RZ", "X", "Z", "CNOT", "CNOT", "CZ", "H")
 
 
 def _frame_circuit(n: int, count: int, seed: int, names=("RX", "RX", "X", "CNOT")
@@ -28,6 +29,9 @@ def _frame_circuit(n: int, count: int, seed: int, names=("RX", "RX", "X", "CNOT"
     ops, params = [], 0
     for _ in range(count):
         name = names[rng.integers(len(names))]
+        if name == "H":
+            ops += [Op("H", (int(w),)) for w in rng.permutation(n)]
+            continue
         wires = tuple(int(w) for w in rng.choice(n, GATES[name].n_wires, replace=False))
         param = None
         if GATES[name].parametrized:
@@ -79,7 +83,7 @@ def _built_unitary(frame, weights: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("names", [("RX", "RX", "X", "CNOT"), _ALL_GATES])
-@pytest.mark.parametrize(("n", "count", "seed"), [(1, 3, 0), (2, 6, 1), (3, 14, 2), (4, 25, 3)])
+@pytest.mark.parametrize(("n", "count", "seed"), [(1, 5, 0), (2, 6, 1), (3, 14, 2), (4, 25, 3)])
 def test_frame_is_the_circuit_up_to_a_final_phase(n, count, seed, names):
     # The frame drops the phase after its last transform (it commutes with ⟨Z⟩): the
     # built matrix is diag(e^{iα})·U, every row of it U's row times one phase.
@@ -107,6 +111,10 @@ def test_templates_take_two_transforms_per_rotation_column():
     assert basic.leading_transform and len(basic.segments) == 1
     strong = frame("strongly-entangling", 3)  # Rot = RZ·RY·RZ: an RY column per layer
     assert not strong.leading_transform and len(strong.segments) == 6
+    # H on every wire, then RY·RZ and CNOTs per layer: the H column changes the frame
+    # for free, the first S† needs the first transform (on the real state)
+    entangling = frame("ansatz2", 3)
+    assert entangling.leading_transform and len(entangling.segments) == 6
     assert walsh.worth_it(basic) and walsh.worth_it(strong)
     # RY columns between CZ rows: more transforms than the gate-by-gate kernel's passes
     assert not walsh.worth_it(frame("simplified-two-design", 3))
@@ -192,18 +200,19 @@ def test_float32_walsh_kernel_agrees_with_float64_reference(names, count, any_fr
 def test_which_templates_take_the_walsh_kernel():
     from qhead.quantum.ansatz import build_ansatz
 
-    def kind(name, **options):
+    def kind(name, layers=3, **options):
         ansatz = build_ansatz(name, **options)
-        ops = tuple(ansatz.ops(3, 6))
+        ops = tuple(ansatz.ops(layers, 6))
         return cpu_kernels.kernel_for(compile_plan(ops, 6, tuple(range(6)),
-                                                   ansatz.shape(3, 6)))
+                                                   ansatz.shape(layers, 6)))
 
     assert kind("basic-entangler") == "walsh"
     # two segments per RY column, against real matrices on a real state gate by gate
     assert kind("basic-entangler", rotation="RY") == "general"
     assert kind("strongly-entangling") == "walsh"
     assert kind("simplified-two-design") == "general"
-    assert kind("ansatz2") == "general"  # RY·RZ: not a gate of the frame as written
+    assert kind("ansatz2") == "walsh"  # its first H on every wire: a free change of frame
+    assert kind("ansatz2", layers=1) == "layer"  # one real layer: no transform beats it
 
 
 def test_rows_the_walsh_kernel_declines_take_the_torch_plan(any_frame):

@@ -409,10 +409,10 @@ def kernel_for(plan: Plan) -> str:
         return "walsh" if walsh_pays else "general"
     if plan.product is not None:
         return "product"
+    if plan.single_real_layer() is not None:
+        return "layer"  # one real pass per wire: cheaper than any transform
     if walsh_pays:
         return "walsh"
-    if plan.single_real_layer() is not None:
-        return "layer"
     return "general"
 
 

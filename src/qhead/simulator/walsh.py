@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: The gates a Hadamard-frame circuit may contain.
-FRAME_GATES = frozenset({"RX", "RY", "RZ", "X", "Z", "CNOT", "CZ"})
+FRAME_GATES = frozenset({"RX", "RY", "RZ", "X", "Z", "CNOT", "CZ", "H"})
 
 #: A forward keeps K states per example for its backward; above this many bytes for the
 #: batch the caller takes the gate-by-gate kernel (one state per example) instead.
@@ -145,14 +145,17 @@ def _tokens(ops: tuple[Op, ...], shape: tuple[int, ...]):
             tokens.append(("Z", wires, [(wires, -1, -_HALF_PI)]))
             tokens.append(("X", wires, [(wires, param, 0.0)]))
             tokens.append(("Z", wires, [(wires, -1, _HALF_PI)]))
+        elif op.name == "H":
+            tokens.append(("H", wires, None))
         else:
             tokens.append(("P", wires, op))
     return tokens
 
 
-def _schedule(tokens, n: int) -> list[tuple]:
+def _schedule(tokens, n: int) -> list[tuple] | None:
     """The primitive sequence in the current frame's basis, in application order:
-    ("H",), ("T", mask, param, constant) or ("P", "X", bit) / ("P", "CNOT", c, t).
+    ("H",), ("T", mask, param, constant) or ("P", "X", bit) / ("P", "CNOT", c, t); None
+    when an H acts on some wires only where the frame would need it on all.
 
     Token j waits for every earlier token on a shared wire that does not commute with it
     (diagonals of one frame commute with each other): per wire, the tokens since the last
@@ -176,13 +179,19 @@ def _schedule(tokens, n: int) -> list[tuple]:
         for i in parents:
             successors[i].append(j)
         waiting[j] = len(parents)
-    ready: dict[str, list[int]] = {"Z": [], "X": [], "P": []}
+    ready: dict[str, list[int]] = {"Z": [], "X": [], "P": [], "H": []}
     for j in range(count):
         if waiting[j] == 0:
             ready[tokens[j][0]].append(j)
 
     def bit(w: int) -> int:
         return 1 << (n - 1 - w)
+
+    def release(j: int) -> None:
+        for i in successors[j]:
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                ready[tokens[i][0]].append(i)
 
     frame, out, emitted = "Z", [], 0
     while emitted < count:
@@ -200,13 +209,22 @@ def _schedule(tokens, n: int) -> list[tuple]:
             else:
                 c, t = wires if frame == "Z" else wires[::-1]
                 out.append(("P", "CNOT", bit(c), bit(t)))
-            for i in successors[j]:
-                waiting[i] -= 1
-                if waiting[i] == 0:
-                    ready[tokens[i][0]].append(i)
-        if emitted < count:
+            release(j)
+        if emitted == count:
+            break
+        column = {tokens[j][1][0]: j for j in ready["H"]}
+        if len(column) == n:
+            # H on every wire: the state in the other frame is the one held now, so the
+            # column costs nothing but the change of frame
+            ready["H"] = [j for j in ready["H"] if column[tokens[j][1][0]] != j]
+            for j in column.values():
+                emitted += 1
+                release(j)
+        elif ready["Z"] or ready["X"]:
             out.append(("H",))
-            frame = "X" if frame == "Z" else "Z"
+        else:
+            return None  # H on some wires only, and nothing else can go first
+        frame = "X" if frame == "Z" else "Z"
     if frame == "X":
         out.append(("H",))
     return out
@@ -230,8 +248,7 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
     if not ops or any(op.name not in FRAME_GATES for op in ops):
         return None
     primitives = _schedule(_tokens(ops, shape), n)
-    transforms = sum(1 for p in primitives if p[0] == "H")
-    if transforms == 0:
+    if primitives is None or not any(p[0] == "H" for p in primitives):
         return None
     # Walk from the last primitive to the first with U = E·R·(rest), R: x ↦ A·x ⊕ b a
     # permutation pushed towards the front; B = A^{−T} carries the masks: R·diag(m) =
@@ -280,7 +297,7 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
         ))
     return HadamardFrame(
         n=n, tau=tau, leading_transform=leading, segments=tuple(built),
-        weights=math.prod(shape), one_qubit_gates=sum(op.name in ("RX", "RY") for op in ops),
+        weights=math.prod(shape), one_qubit_gates=sum(op.name in ("RX", "RY", "H") for op in ops),
         real=all(GATES[op.name].real for op in ops),
     )
 
