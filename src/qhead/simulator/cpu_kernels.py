@@ -7,8 +7,9 @@ Four kernels, chosen by the plan's shape (:func:`kernel_for`):
 
 * a product of one-qubit gates (Ansatz 1): ⟨Z_k⟩₀, ⟨X_k⟩₀ of the encoded state and the
   2×2 formula (:class:`_EncodedRY` for RY only, one autograd node);
-* a circuit of RX, RY, RZ, X, Z, CNOT and CZ where it pays (``basic-entangler``,
-  ``strongly-entangling``): phases and Walsh–Hadamard transforms in the Hadamard frame,
+* a circuit of RX, RY, RZ, X, Z, CNOT, CZ and columns of H where it pays
+  (``basic-entangler``, ``strongly-entangling``, Ansatz 2 at D ≥ 2): phases and
+  Walsh–Hadamard transforms in the Hadamard frame,
   one transform per change of frame (``basic-entangler``: two whatever the depth;
   :class:`_EncodedWalsh`, :mod:`qhead.simulator.walsh`);
 * one real layer of one-qubit gates, CNOTs folded into the measurement (Ansatz 2 at

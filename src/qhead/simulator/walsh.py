@@ -2,8 +2,10 @@
 
 Conjugating by H on every wire (H⊗ⁿ, written H) maps RX(θ) to RZ(θ), X to Z and
 CNOT(c, t) to CNOT(t, c), exactly (up to global phases); RY(θ) = S·RX(θ)·S†, and RZ, Z,
-S and CZ are diagonal. So a circuit U of RX, RY, RZ, X, Z, CNOT and CZ (PennyLane's
-``BasicEntanglerLayers`` and ``StronglyEntanglingLayers``, among others) can be written
+S and CZ are diagonal; H on every wire at once just changes the frame the state is held
+in. So a circuit U of RX, RY, RZ, X, Z, CNOT, CZ and columns of H (PennyLane's
+``BasicEntanglerLayers`` and ``StronglyEntanglingLayers``, qhead's Ansatz 2, among
+others) can be written
 
     U = [final phase] · H · diag(e^{iΦ_K}) · … · H · diag(e^{iΦ_1}) · Q,
 
@@ -18,8 +20,9 @@ phase commutes with the ⟨Z⟩ measurement and is dropped.
 
 :func:`hadamard_frame` schedules the gates greedily into as few segments as it can:
 in the computational frame it applies every ready diagonal gate and permutation, in the
-Hadamard frame every ready RX (as an RZ) and permutation, and it changes frame (one
-transform) only when no ready gate fits the current one. ``BasicEntanglerLayers``
+Hadamard frame every ready RX (as an RZ) and permutation, and it changes frame only when
+no ready gate fits the current one: for free when H is ready on every wire (the column is
+the change of frame), else with one transform. ``BasicEntanglerLayers``
 (RX) becomes H·diag·H·Q (one segment after a leading transform on the real encoded
 state) whatever its depth; ``StronglyEntanglingLayers`` (Rot = RZ·RY·RZ) two segments per
 layer.
@@ -62,7 +65,7 @@ __all__ = [
     "worth_it",
 ]
 
-#: The gates a Hadamard-frame circuit may contain.
+#: The gates a Hadamard-frame circuit may contain (H only in columns on every wire).
 FRAME_GATES = frozenset({"RX", "RY", "RZ", "X", "Z", "CNOT", "CZ", "H"})
 
 #: A forward keeps K states per example for its backward; above this many bytes for the
