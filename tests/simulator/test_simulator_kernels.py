@@ -93,7 +93,8 @@ CASES = [
     ("ansatz2", 1, {}, 25, None),
     ("ansatz2", 1, {"entangler": "ring"}, 100, [6, 0, 3]),
     ("ansatz2", 1, {"gates": ("RY", "RY")}, 8, None),
-    ("ansatz2", 2, {}, 20, None),  # complex state: the torch path
+    ("ansatz2", 2, {}, 20, None),  # D ≥ 2: the Hadamard-frame kernel
+    ("ansatz2", 3, {"entangler": "ring"}, 100, [6, 0, 3]),
 ]
 
 
