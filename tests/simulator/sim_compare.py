@@ -1,11 +1,25 @@
 """Runs one circuit on several of qhead's simulator implementations, for tests that
-compare them (outputs and gradients)."""
+compare them (outputs and gradients), and the dense matrix of one gate from the gate
+table."""
 
 from __future__ import annotations
 
+import numpy as np
+import sim_reference as ref
 import torch
 
-from qhead.simulator import run_encoded_circuit
+from qhead.simulator import GATES, run_encoded_circuit
+
+
+def gate_matrix(op, weights, n: int) -> np.ndarray:
+    """The 2^n × 2^n matrix of ``op`` from the gate table's unitary (its angle read from
+    ``weights``, a numpy array or a tensor)."""
+    spec = GATES[op.name]
+    theta = None if op.param is None else float(weights[op.param])
+    u = spec.unitary(theta)
+    if spec.n_wires == 1:
+        return ref.one_qubit(u, op.wires[0], n)
+    return ref.two_qubit(u, op.wires, n)
 
 
 def outputs_and_gradients(features, weights, n, ops, wires, upstream, threads=None,
@@ -40,3 +54,19 @@ def float32_kernels_and_float64_reference(n, ops, shape, angle_scale, seed):
     fast = run_encoded_circuit(features.float(), n, ops, weights.float(), range(n),
                                simulator="cpu-kernels")
     return fast.double(), exact
+
+
+def kernels_match_reference(n, ops, wires, shape, batch, threads):
+    """Runs ``ops`` on the CPU kernels and on the torch reference for ``batch`` random
+    rows of 2^n − 5 features (padding) with an all-zero row at ``batch // 2``, random
+    weights and upstream gradient (all seeded by ``batch``), on ``threads`` threads;
+    asserts equal outputs and gradients (float64) and returns the results."""
+    g = torch.Generator().manual_seed(batch)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
+    features[batch // 2] = 0
+    upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
+    results = outputs_and_gradients(features, weights, n, ops, wires, upstream, threads)
+    for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
+        torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
+    return results

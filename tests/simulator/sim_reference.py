@@ -41,6 +41,22 @@ def cnot(control, target, n):
     return m
 
 
+def two_qubit(u, wires, n):
+    """The 4×4 matrix ``u`` (first wire = most significant bit) on ``wires`` of n."""
+    dim = 2**n
+    m = np.zeros((dim, dim), complex)
+    a, b = wires
+    for j in range(dim):
+        ba, bb = (j >> (n - 1 - a)) & 1, (j >> (n - 1 - b)) & 1
+        for out_bits in range(4):
+            amp = u[out_bits, 2 * ba + bb]
+            if amp:
+                k = j & ~(1 << (n - 1 - a)) & ~(1 << (n - 1 - b))
+                k |= ((out_bits >> 1) << (n - 1 - a)) | ((out_bits & 1) << (n - 1 - b))
+                m[k, j] += amp
+    return m
+
+
 def expval_z(psi, wires, n):
     probs = np.abs(psi) ** 2
     out = []

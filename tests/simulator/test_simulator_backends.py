@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import sim_reference as ref
 import torch
-from sim_compare import float32_kernels_and_float64_reference, outputs_and_gradients
+from sim_compare import float32_kernels_and_float64_reference, gate_matrix, kernels_match_reference
 
 from qhead.errors import ConfigError
 from qhead.simulator import GATES, Op, backends, kernels, run_encoded_circuit
@@ -40,30 +40,9 @@ def _dense(features: torch.Tensor, n: int, ops, weights: torch.Tensor, wires) ->
         if np.any(row):
             psi = ref.encode(row, n)
         for op in ops:
-            spec = GATES[op.name]
-            theta = None if op.param is None else float(weights[op.param])
-            u = spec.unitary(theta)
-            if spec.n_wires == 1:
-                psi = ref.one_qubit(u, op.wires[0], n) @ psi
-            else:
-                psi = _two_qubit(u, op.wires, n) @ psi
+            psi = gate_matrix(op, weights, n) @ psi
         out.append(ref.expval_z(psi, wires, n))
     return np.array(out)
-
-
-def _two_qubit(u: np.ndarray, wires, n: int) -> np.ndarray:
-    dim = 2**n
-    m = np.zeros((dim, dim), complex)
-    a, b = wires
-    for j in range(dim):
-        ba, bb = (j >> (n - 1 - a)) & 1, (j >> (n - 1 - b)) & 1
-        for out_bits in range(4):
-            amp = u[out_bits, 2 * ba + bb]
-            if amp:
-                k = j & ~(1 << (n - 1 - a)) & ~(1 << (n - 1 - b))
-                k |= ((out_bits >> 1) << (n - 1 - a)) | ((out_bits & 1) << (n - 1 - b))
-                m[k, j] += amp
-    return m
 
 
 def _forced(name):
@@ -168,14 +147,7 @@ def test_general_kernel_groups_of_rows_match_the_reference(
     # real matrices before the first complex one (real arithmetic) and after it
     real_rows = np.flatnonzero(program.prog[:, 0] == kernels.OP_REAL)
     assert real_rows.min() < program.first_complex < real_rows.max()
-    g = torch.Generator().manual_seed(batch)
-    weights0 = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
-    features0 = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
-    features0[batch // 2] = 0
-    upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
-    results = outputs_and_gradients(features0, weights0, n, ops, wires, upstream, threads)
-    for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
-        torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
+    kernels_match_reference(n, ops, wires, shape, batch, threads)
 
 
 @needs_numba

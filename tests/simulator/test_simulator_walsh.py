@@ -1,12 +1,16 @@
-"""Circuits of RX, X and CNOT in the Hadamard frame (``qhead.simulator.walsh``): the frame
-against dense matrices, the kernel against the torch reference (values, gradients,
-gradcheck, groups of rows, threads, all-zero and declined rows), and which circuits take it."""
+"""Circuits in the Hadamard frame (``qhead.simulator.walsh``): the frame against dense
+matrices, the kernel against the torch reference (values, gradients, gradcheck, groups of
+rows, threads, all-zero and declined rows), and which circuits take it."""
 
 import numpy as np
 import pytest
-import sim_reference as ref
 import torch
-from sim_compare import float32_kernels_and_float64_reference, outputs_and_gradients
+from sim_compare import (
+    float32_kernels_and_float64_reference,
+    gate_matrix,
+    kernels_match_reference,
+    outputs_and_gradients,
+)
 
 from qhead.simulator import GATES, Op, cpu_kernels, kernels, run_encoded_circuit, walsh
 from qhead.simulator.plan import compile_plan
@@ -46,15 +50,7 @@ def _frame_circuit(n: int, count: int, seed: int, names=("RX", "RX", "X", "CNOT"
 def _dense_unitary(n: int, ops, weights: np.ndarray) -> np.ndarray:
     u = np.eye(2**n, dtype=complex)
     for op in ops:
-        if op.name == "CNOT":
-            gate = ref.cnot(*op.wires, n)
-        elif op.name == "CZ":
-            bits = [(np.arange(2**n) >> (n - 1 - w)) & 1 for w in op.wires]
-            gate = np.diag((-1.0) ** (bits[0] * bits[1])).astype(complex)
-        else:
-            theta = None if op.param is None else float(weights[op.param])
-            gate = ref.one_qubit(GATES[op.name].unitary(theta), op.wires[0], n)
-        u = gate @ u
+        u = gate_matrix(op, weights, n) @ u
     return u
 
 
@@ -157,14 +153,7 @@ def test_walsh_kernel_matches_the_reference_in_every_group_of_rows(
     ops, shape = _frame_circuit(n, 6 * n, n + batch, names)
     wires = (0, n // 2, n - 1)
     assert cpu_kernels.kernel_for(compile_plan(tuple(ops), n, wires, shape)) == "walsh"
-    g = torch.Generator().manual_seed(batch)
-    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
-    features = torch.randn(batch, 2**n - 5, generator=g, dtype=torch.float64)
-    features[batch // 2] = 0
-    upstream = torch.randn(batch, len(wires), generator=g, dtype=torch.float64)
-    results = outputs_and_gradients(features, weights, n, ops, wires, upstream, threads)
-    for fast, slow in zip(results["cpu-kernels"], results["torch"], strict=True):
-        torch.testing.assert_close(fast, slow, atol=1e-10, rtol=1e-8)
+    results = kernels_match_reference(n, ops, wires, shape, batch, threads)
     assert torch.all(results["cpu-kernels"][1][batch // 2] == 0)
 
 
