@@ -2150,11 +2150,10 @@ if numba is not None:
         _wht_vector(v, n)
 
     @_jit
-    def _phase_angles(v, phi):
+    def _phase_angles(v, phi, n):
         """Per row k: v[k] ← WHT(v[k]) (float64, in place), phi[k] = −½·v[k] reduced to
         [−π, π] in float64 and stored in phi's dtype (float32 trigonometry after it stays
         accurate for any angle)."""
-        n = _qubits_of(v.shape[1])
         two_pi = 2 * np.pi
         for k in range(v.shape[0]):
             row = v[k]
@@ -2165,10 +2164,9 @@ if numba is not None:
                 out[j] = a - two_pi * np.floor(a / two_pi + 0.5)
 
     @_jit
-    def _summed_transforms(parts):
+    def _summed_transforms(parts, n):
         """Per row k: parts[k, 0] ← WHT(Σ_t parts[k, t]) (float64, in place): the threads'
         shares of ∂L/∂Φ_k summed, then the transform that gives every mask's sum."""
-        n = _qubits_of(parts.shape[2])
         for k in range(parts.shape[0]):
             acc = parts[k, 0]
             for t in range(1, parts.shape[1]):
@@ -2176,13 +2174,6 @@ if numba is not None:
                 for j in range(acc.shape[0]):
                     acc[j] += other[j]
             _wht_vector(acc, n)
-
-    @_inline
-    def _qubits_of(dim):
-        n = 0
-        while (1 << n) < dim:
-            n += 1
-        return n
 
     @_inline
     def _slot(keep, start, stop, size, k):
@@ -2274,7 +2265,7 @@ def walsh_phase_angles(v: np.ndarray, dtype) -> np.ndarray:
     place), reduced to [−π, π] and returned in ``dtype``; the rows split over the torch
     threads."""
     phi = np.empty(v.shape, dtype)
-    _run_split(_phase_angles, v.shape[0], _Rows(v), _Rows(phi))
+    _run_split(_phase_angles, v.shape[0], _Rows(v), _Rows(phi), _qubits(v.shape[1]))
     return phi
 
 
@@ -2349,5 +2340,5 @@ def walsh_backward(saved: tuple, features: torch.Tensor, gz: torch.Tensor
         *(_Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
         threads=threads,
     )
-    _run_split(_summed_transforms, segments, _Rows(phase_grad))
+    _run_split(_summed_transforms, segments, _Rows(phase_grad), n)
     return torch.from_numpy(grad), phase_grad[:, 0]

@@ -104,7 +104,8 @@ class HadamardFrame:
         segments: the phased segments in order (at least one), each followed by a
             transform — except that with ``leading_transform`` the transform comes first.
         weights: number of weights (``weights.reshape(-1)``).
-        one_qubit_gates: the circuit's RX and RY count (the cost model of :func:`worth_it`).
+        one_qubit_gates: the circuit's RX, RY and H count (the cost model of
+            :func:`worth_it`).
         real: every gate is real (the gate-by-gate kernel then keeps the state real).
     """
 
@@ -122,13 +123,15 @@ class HadamardFrame:
 
 
 # Tokens of the scheduler: kind "Z" (diagonal in the computational frame), "X" (RX:
-# diagonal in the Hadamard frame) or "P" (X, CNOT: a permutation in either frame).
+# diagonal in the Hadamard frame), "P" (X, CNOT: a permutation in either frame) or "H"
+# (one wire's share of a column of H, which changes the frame).
 _HALF_PI = math.pi / 2
 
 
 def _tokens(ops: tuple[Op, ...], shape: tuple[int, ...]):
     """(kind, wires, payload) per elementary step: payload a list of (wires of the
-    parity, flat param or −1, constant angle) for "Z"/"X", the op for "P"."""
+    parity, flat param or −1, constant angle) for "Z"/"X", the op for "P", None for
+    "H"."""
     tokens = []
     for op in ops:
         param = -1 if op.param is None else flat_index(op.param, shape)
@@ -306,7 +309,8 @@ def hadamard_frame(ops: tuple[Op, ...], n: int, shape: tuple[int, ...]) -> Hadam
 
 
 def worth_it(frame: HadamardFrame) -> bool:
-    """Whether the frame beats the gate-by-gate kernel: a phased segment's complex
+    """Whether the frame beats the gate-by-gate kernel (which applies one matrix per RX,
+    RY or H run, ``frame.one_qubit_gates`` counting them): a phased segment's complex
     transform (forward, and backward on λ) costs about n/2 one-qubit matrices on a
     complex state with their adjoint steps (measured: a strongly-entangling layer's two
     segments against its n RY), a real leading transform half of that; on a real circuit
