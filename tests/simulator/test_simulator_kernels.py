@@ -241,6 +241,24 @@ def test_a_repeated_backward_gives_the_same_bits_wherever_the_pool_buffers_lie(n
         assert torch.equal(again[1], first[1])
 
 
+def test_the_buffer_pool_frees_the_least_recently_returned_buffers_first():
+    # A pool that refused buffers once full kept the shapes of earlier calls for good.
+    pool = kernels._BufferPool(max_idle_bytes=3 * 100 * 8)
+    old = [pool.take(100, np.float64) for _ in range(3)]
+    for buffer in old:
+        pool.give(buffer)
+    newer = pool.take(50, np.float64)
+    pool.give(newer)  # over the cap: old[0], the least recently returned, goes
+    assert pool.take(50, np.float64) is newer
+    assert pool.take(100, np.float64) is old[2]
+    assert pool.take(100, np.float64) is old[1]
+    fresh = pool.take(100, np.float64)
+    assert all(fresh is not buffer for buffer in old)
+    assert pool.take(100, np.float32).dtype == np.float32  # the dtype is part of the key
+    pool.give(np.empty(1000))  # larger than the cap: not kept
+    assert pool.clear() == 0
+
+
 def test_enabling_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(kernels, "numba", None)
     with pytest.raises(RuntimeError, match="pip install numba"):

@@ -1473,37 +1473,45 @@ class _BufferPool:
     forward of 15 complex gates 7.5 → 4.8 ms with the scratch reused, its backward
     17 → 13 ms). Buffers are handed out by (size, dtype), uninitialised, and come back
     when the chunk (scratch) or the autograd node (:class:`Lease`) is done with them; at
-    most :attr:`max_idle_bytes` wait idle, the rest is freed.
+    most :attr:`max_idle_bytes` wait idle, the least recently given back are freed first
+    (a pool that refused new buffers once full kept the sizes of earlier calls and made
+    every call of a new shape page-fault afresh; strongly-entangling after Ansatz 2 and
+    simplified-two-design in one process, fwd+bwd at D = 1 / 3 / 5, one run each: 8.4 /
+    16.1 / 23.0 → 7.3 / 14.7 / 21.8 ms; its forward keeps 84 MiB at D = 5).
     """
 
     def __init__(self, max_idle_bytes: int):
         self.max_idle_bytes = max_idle_bytes
-        self._idle: dict[tuple[int, np.dtype], list[np.ndarray]] = {}
+        self._idle: list[np.ndarray] = []  # least recently given back first
         self._idle_bytes = 0
         self._lock = threading.Lock()
 
     def take(self, size: int, dtype) -> np.ndarray:
         """A 1-D array of ``size`` values (contents undefined)."""
-        key = (size, np.dtype(dtype))
+        dtype = np.dtype(dtype)
         with self._lock:
-            stack = self._idle.get(key)
-            if stack:
-                buffer = stack.pop()
-                self._idle_bytes -= buffer.nbytes
-                return buffer
+            for i in range(len(self._idle) - 1, -1, -1):
+                buffer = self._idle[i]
+                if buffer.size == size and buffer.dtype == dtype:
+                    del self._idle[i]
+                    self._idle_bytes -= buffer.nbytes
+                    return buffer
         return np.empty(size, dtype)
 
     def give(self, buffer: np.ndarray) -> None:
         """Takes back a buffer from :meth:`take` (the caller no longer uses it)."""
+        if buffer.nbytes > self.max_idle_bytes:
+            return
         with self._lock:
-            if self._idle_bytes + buffer.nbytes <= self.max_idle_bytes:
-                self._idle.setdefault((buffer.size, buffer.dtype), []).append(buffer)
-                self._idle_bytes += buffer.nbytes
+            self._idle.append(buffer)
+            self._idle_bytes += buffer.nbytes
+            while self._idle_bytes > self.max_idle_bytes:
+                self._idle_bytes -= self._idle.pop(0).nbytes
 
     def clear(self) -> int:
         """Drops the idle buffers; returns their bytes."""
         with self._lock:
-            freed, self._idle, self._idle_bytes = self._idle_bytes, {}, 0
+            freed, self._idle, self._idle_bytes = self._idle_bytes, [], 0
         return freed
 
     def forget(self) -> None:
