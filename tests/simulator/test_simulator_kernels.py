@@ -259,6 +259,21 @@ def test_the_buffer_pool_frees_the_least_recently_returned_buffers_first():
     assert pool.clear() == 0
 
 
+def test_large_pool_buffers_are_writable_huge_page_aligned_and_small_ones_plain():
+    import mmap
+
+    large = kernels._BufferPool(1 << 30).take(3 << 20, np.float32)  # 12 MiB
+    assert large.shape == (3 << 20,) and large.dtype == np.float32
+    large[:] = 2.0
+    large[-1] = 5.0
+    assert float(large.sum(dtype=np.float64)) == 2.0 * ((3 << 20) - 1) + 5.0
+    if hasattr(mmap, "MADV_HUGEPAGE") and hasattr(mmap, "MAP_ANONYMOUS"):
+        assert large.ctypes.data % kernels._HUGE_PAGE == 0
+        assert isinstance(large.base.base.obj, mmap.mmap)  # the array keeps its mapping
+    small = kernels._empty(1000, np.float64)
+    assert small.shape == (1000,) and small.base is None  # below 2 MiB: np.empty
+
+
 def test_enabling_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(kernels, "numba", None)
     with pytest.raises(RuntimeError, match="pip install numba"):
