@@ -2244,14 +2244,23 @@ if numba is not None:
                 _wht_lanes(w, n, lanes)
             re = _slot(keep_r, start, stop, size, 0)
             im = _slot(keep_i, start, stop, size, 0)
-            _phase_lanes(w, re, im, cos[0], sin[0], lanes, n)
+            # A literal lane count for a full group: LLVM vectorises the phase passes'
+            # 4-row loops better (alone, 16 rows, one thread: 132 → 83 µs real, 181 → 110
+            # µs complex; strongly-entangling's forward at D = 5, batch 32: 4–5 % less).
+            if lanes == LANES:
+                _phase_lanes(w, re, im, cos[0], sin[0], LANES, n)
+            else:
+                _phase_lanes(w, re, im, cos[0], sin[0], lanes, n)
             _wht_lanes_from(re, n, lanes, 2)
             _wht_lanes_from(im, n, lanes, 2)
             for k in range(1, segments):
                 pr, pi = re, im
                 re = _slot(keep_r, start, stop, size, k)
                 im = _slot(keep_i, start, stop, size, k)
-                _cphase_lanes(pr, pi, re, im, cos[k], sin[k], lanes, n)
+                if lanes == LANES:
+                    _cphase_lanes(pr, pi, re, im, cos[k], sin[k], LANES, n)
+                else:
+                    _cphase_lanes(pr, pi, re, im, cos[k], sin[k], lanes, n)
                 _wht_lanes_from(re, n, lanes, 2)
                 _wht_lanes_from(im, n, lanes, 2)
             _z_measure_lanes(re, im, True, p[:size], q[:size], n, lanes, acc,
