@@ -2168,6 +2168,55 @@ if numba is not None:
             phase_grad[j] += total
 
     @_inline
+    def _phase_gradient_lanes(pr, pi, mr, mi, cos, sin, lanes, phase_grad):
+        """∂L/∂Φ_j += Σ_l Re(conj(μ)·i·v) with v = e^{iΦ}·p (p = pr + i·pi, μ = mr + i·mi):
+        the gradient half of :func:`_cunphase_lanes`, read-only (a loop that reduces per
+        row and also stores does not vectorise as well; the rotation goes to
+        :func:`_unphase_butterfly_lanes`)."""
+        for j in range(cos.shape[0]):
+            c, s = cos[j], sin[j]
+            at = j * lanes
+            x = pr[at : at + lanes]
+            y = pi[at : at + lanes]
+            a = mr[at : at + lanes]
+            b = mi[at : at + lanes]
+            total = c - c
+            for i in range(lanes):
+                total += b[i] * (c * x[i] - s * y[i]) - a[i] * (s * x[i] + c * y[i])
+            phase_grad[j] += total
+
+    @_inline
+    def _unphase_butterfly_lanes(mr, mi, cos, sin, lanes):
+        """(mr, mi) ← the lowest two butterfly levels of e^{−iΦ}·(mr + i·mi), in place
+        (n ≥ 2): the rotation half of :func:`_cunphase_lanes` and the first radix-4 pass
+        of the transform after it in one sweep."""
+        for j in range(0, cos.shape[0], 4):
+            c0, c1, c2, c3 = cos[j], cos[j + 1], cos[j + 2], cos[j + 3]
+            s0, s1, s2, s3 = sin[j], sin[j + 1], sin[j + 2], sin[j + 3]
+            at = j * lanes
+            a = mr[at : at + 4 * lanes]
+            b = mi[at : at + 4 * lanes]
+            for i in range(lanes):
+                a0, b0 = a[i], b[i]
+                a1, b1 = a[lanes + i], b[lanes + i]
+                a2, b2 = a[2 * lanes + i], b[2 * lanes + i]
+                a3, b3 = a[3 * lanes + i], b[3 * lanes + i]
+                u0, v0 = a0 * c0 + b0 * s0, b0 * c0 - a0 * s0
+                u1, v1 = a1 * c1 + b1 * s1, b1 * c1 - a1 * s1
+                u2, v2 = a2 * c2 + b2 * s2, b2 * c2 - a2 * s2
+                u3, v3 = a3 * c3 + b3 * s3, b3 * c3 - a3 * s3
+                p0, p1, p2, p3 = u0 + u1, u0 - u1, u2 + u3, u2 - u3
+                q0, q1, q2, q3 = v0 + v1, v0 - v1, v2 + v3, v2 - v3
+                a[i] = p0 + p2
+                a[lanes + i] = p1 + p3
+                a[2 * lanes + i] = p0 - p2
+                a[3 * lanes + i] = p1 - p3
+                b[i] = q0 + q2
+                b[lanes + i] = q1 + q3
+                b[2 * lanes + i] = q0 - q2
+                b[3 * lanes + i] = q1 - q3
+
+    @_inline
     def _wht_vector(a, n):
         """:func:`_wht_lanes` for one vector: the three lowest levels in one sweep of
         eight values (the stretches of the generic passes would be 1–4 values long)."""
@@ -2293,14 +2342,24 @@ if numba is not None:
             re = _slot(keep_r, start, stop, size, segments - 1)
             im = _slot(keep_i, start, stop, size, segments - 1)
             _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef, True)
-            for k in range(segments - 1, 0, -1):
-                _wht_lanes(mr, n, lanes)
-                _wht_lanes(mi, n, lanes)
-                _cunphase_lanes(_slot(keep_r, start, stop, size, k - 1),
-                                _slot(keep_i, start, stop, size, k - 1), mr, mi, cos[k],
-                                sin[k], lanes, phase_grad[k])
             _wht_lanes(mr, n, lanes)
             _wht_lanes(mi, n, lanes)
+            for k in range(segments - 1, 0, -1):
+                pr = _slot(keep_r, start, stop, size, k - 1)
+                pi = _slot(keep_i, start, stop, size, k - 1)
+                if n >= 2:
+                    _phase_gradient_lanes(pr, pi, mr, mi, cos[k], sin[k], lanes,
+                                          phase_grad[k])
+                    if lanes == LANES:
+                        _unphase_butterfly_lanes(mr, mi, cos[k], sin[k], LANES)
+                    else:
+                        _unphase_butterfly_lanes(mr, mi, cos[k], sin[k], lanes)
+                    _wht_lanes_from(mr, n, lanes, 2)
+                    _wht_lanes_from(mi, n, lanes, 2)
+                else:
+                    _cunphase_lanes(pr, pi, mr, mi, cos[k], sin[k], lanes, phase_grad[k])
+                    _wht_lanes(mr, n, lanes)
+                    _wht_lanes(mi, n, lanes)
             _unphase_lanes(w, mr, mi, r, cos[0], sin[0], lanes, phase_grad[0], dots)
             if leading:
                 _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
