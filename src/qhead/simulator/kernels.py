@@ -2168,6 +2168,45 @@ if numba is not None:
             phase_grad[j] += total
 
     @_inline
+    def _weighted_lanes(g, n, re, im, lr, li, lanes, top, low, coef):
+        """(lr, li) ← the lowest two butterfly levels of λ = (Σ_k g_k Z_k)·(re + i·im)
+        (n ≥ 2; tables as :func:`_lambda_lanes`): λ and the first radix-4 pass of its
+        transform in one sweep, as :func:`_cphase_lanes` does for a phase."""
+        low_bits = n // 2
+        _z_weights_lanes(g[:, : n - low_bits], n - low_bits, top, lanes, coef)
+        _z_weights_lanes(g[:, n - low_bits :], low_bits, low, lanes, coef)
+        mask = (1 << low_bits) - 1
+        for j in range(0, re.shape[0] // lanes, 4):
+            at = j * lanes
+            x = re[at : at + 4 * lanes]
+            y = im[at : at + 4 * lanes]
+            r = lr[at : at + 4 * lanes]
+            m = li[at : at + 4 * lanes]
+            t0 = ((j >> low_bits) * lanes, (j & mask) * lanes)
+            t1 = (((j + 1) >> low_bits) * lanes, ((j + 1) & mask) * lanes)
+            t2 = (((j + 2) >> low_bits) * lanes, ((j + 2) & mask) * lanes)
+            t3 = (((j + 3) >> low_bits) * lanes, ((j + 3) & mask) * lanes)
+            for i in range(lanes):
+                d0 = top[t0[0] + i] + low[t0[1] + i]
+                d1 = top[t1[0] + i] + low[t1[1] + i]
+                d2 = top[t2[0] + i] + low[t2[1] + i]
+                d3 = top[t3[0] + i] + low[t3[1] + i]
+                a0, a1 = d0 * x[i], d1 * x[lanes + i]
+                a2, a3 = d2 * x[2 * lanes + i], d3 * x[3 * lanes + i]
+                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
+                r[i] = p0 + p2
+                r[lanes + i] = p1 + p3
+                r[2 * lanes + i] = p0 - p2
+                r[3 * lanes + i] = p1 - p3
+                b0, b1 = d0 * y[i], d1 * y[lanes + i]
+                b2, b3 = d2 * y[2 * lanes + i], d3 * y[3 * lanes + i]
+                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
+                m[i] = q0 + q2
+                m[lanes + i] = q1 + q3
+                m[2 * lanes + i] = q0 - q2
+                m[3 * lanes + i] = q1 - q3
+
+    @_inline
     def _phase_gradient_lanes(pr, pi, mr, mi, cos, sin, lanes, phase_grad):
         """∂L/∂Φ_j += Σ_l Re(conj(μ)·i·v) with v = e^{iΦ}·p (p = pr + i·pi, μ = mr + i·mi):
         the gradient half of :func:`_cunphase_lanes`, read-only (a loop that reduces per
@@ -2341,9 +2380,15 @@ if numba is not None:
             # from the last, μ = WHT(λ) and λ ← e^{−iΦ}·μ against the segment's input
             re = _slot(keep_r, start, stop, size, segments - 1)
             im = _slot(keep_i, start, stop, size, segments - 1)
-            _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef, True)
-            _wht_lanes(mr, n, lanes)
-            _wht_lanes(mi, n, lanes)
+            if n >= 2 and lanes == LANES:  # λ inside the first pass of its transform
+                _weighted_lanes(gout[start:stop], n, re, im, mr, mi, LANES, top, low, coef)
+                _wht_lanes_from(mr, n, lanes, 2)
+                _wht_lanes_from(mi, n, lanes, 2)
+            else:
+                _lambda_lanes(gout[start:stop], n, re, im, mr, mi, lanes, top, low, coef,
+                              True)
+                _wht_lanes(mr, n, lanes)
+                _wht_lanes(mi, n, lanes)
             for k in range(segments - 1, 0, -1):
                 pr = _slot(keep_r, start, stop, size, k - 1)
                 pi = _slot(keep_i, start, stop, size, k - 1)
