@@ -295,6 +295,39 @@ def test_the_dropped_final_phase_gives_exactly_zero_gradients():
     torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-10)
 
 
+def test_a_forward_without_gradients_keeps_two_states_and_gives_the_same_outputs(monkeypatch):
+    from qhead.quantum.ansatz import build_ansatz
+
+    ansatz, n = build_ansatz("strongly-entangling"), 5
+    ops, shape = tuple(ansatz.ops(3, n)), ansatz.shape(3, n)
+    g = torch.Generator().manual_seed(5)
+    weights = torch.rand(shape, generator=g, dtype=torch.float64) * 6.3
+    features = torch.randn(19, 2**n - 3, generator=g, dtype=torch.float64)
+    features[4] = 0  # an all-zero row: |τ(0)⟩
+    reference = run_encoded_circuit(features, n, ops, weights, range(n), simulator="torch")
+    with_grad = run_encoded_circuit(features, n, ops, weights.requires_grad_(True), range(n),
+                                    simulator="cpu-kernels")
+    kept = []
+    original = kernels.walsh_forward
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        kept.append((kwargs.get("keep", True), result[1]))
+        return result
+
+    monkeypatch.setattr(kernels, "walsh_forward", spy)
+    with torch.no_grad():
+        without = run_encoded_circuit(features, n, ops, weights, range(n),
+                                      simulator="cpu-kernels")
+    assert [keep for keep, _ in kept] == [False] and kept[0][1] is None
+    assert torch.equal(without, with_grad.detach())  # the same arithmetic, slots reused
+    torch.testing.assert_close(without, reference, atol=1e-12, rtol=1e-10)
+    # Nothing asks for gradients even with grad mode on: no states either.
+    kept.clear()
+    run_encoded_circuit(features, n, ops, weights.detach(), range(n), simulator="cpu-kernels")
+    assert [keep for keep, _ in kept] == [False]
+
+
 def test_a_batch_whose_saved_states_exceed_the_cap_takes_the_general_kernel(monkeypatch):
     from qhead.quantum.ansatz import build_ansatz
 

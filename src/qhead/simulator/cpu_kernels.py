@@ -439,6 +439,14 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             return _EncodedLayer.apply(features, mats, n, plan.signs_t(dtype))
         if kind == "walsh":
             frame = _frame(plan)
+            if not (torch.is_grad_enabled()
+                    and (features.requires_grad or weights.requires_grad)):
+                # No backward will come: no states to keep (two per example, reused).
+                result = walsh.forward(features, frame, weights.reshape(-1),
+                                       keep_states=False)
+                if result is None:
+                    raise _Declined
+                return select_wires(result[0], wires)
             if frame.saved_bytes(len(features), features.element_size()) <= walsh.MAX_SAVED_BYTES:
                 return _EncodedWalsh.apply(features, weights.reshape(-1), frame, wires)
             kind = "general"  # the gate-by-gate adjoint keeps one state per example

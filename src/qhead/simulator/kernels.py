@@ -2314,10 +2314,12 @@ if numba is not None:
                     cap, p, q):
         """The forward of a chunk of rows, in groups of up to ``cap`` (lane layout):
         keep_w gets the encoded state (after the leading transform, if any), slot k of
-        keep_r/keep_i the state after segment k, for the backward."""
+        keep_r/keep_i the state after segment k, for the backward — or, when they hold
+        fewer slots than segments (a forward without backward: two), slot k mod slots."""
         dim = 1 << n
         batch = feats.shape[0]
         segments = cos.shape[0]
+        slots = keep_r.shape[1] // dim
         acc = np.empty(cap, p.dtype)
         scale = np.empty(cap, p.dtype)
         start = 0
@@ -2343,8 +2345,8 @@ if numba is not None:
             _wht_lanes_from(im, n, lanes, 2)
             for k in range(1, segments):
                 pr, pi = re, im
-                re = _slot(keep_r, start, stop, size, k)
-                im = _slot(keep_i, start, stop, size, k)
+                re = _slot(keep_r, start, stop, size, k % slots)
+                im = _slot(keep_i, start, stop, size, k % slots)
                 if lanes == LANES:
                     _cphase_lanes(pr, pi, re, im, cos[k], sin[k], LANES, n)
                 else:
@@ -2430,8 +2432,8 @@ def walsh_hadamard(vector: np.ndarray) -> np.ndarray:
 
 
 def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool,
-                  cos: np.ndarray, sin: np.ndarray, lease: Lease
-                  ) -> tuple[torch.Tensor, tuple] | None:
+                  cos: np.ndarray, sin: np.ndarray, lease: Lease, keep: bool = True
+                  ) -> tuple[torch.Tensor, tuple | None] | None:
     """⟨Z_k⟩ of every wire k of H·diag(e^{iΦ_K})·…·H·diag(e^{iΦ_1})·[H]·Q·
     amplitude_encode(features) (the Hadamard-frame form of a circuit:
     :mod:`qhead.simulator.walsh`).
@@ -2444,10 +2446,13 @@ def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool
         cos, sin: ``[K, 2^n]`` cos Φ_k and sin Φ_k times the transforms' factors
             (:func:`qhead.simulator.walsh.phase_tables`), in the features' dtype.
         lease: owns ``cos``/``sin`` and receives the saved states.
+        keep: keep every segment's state for :func:`walsh_backward`; False for a forward
+            without backward (two states per example, reused: no 2K + 1 to write).
 
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`walsh_backward` needs (keep the
-        whole tuple: 2K + 1 states per example), or None when some row needs the torch
+        whole tuple: 2K + 1 states per example; None without ``keep``), or None when
+        some row needs the torch
         encoder (a non-finite value, a norm out of range). The rows are evolved in groups
         of up to :data:`LANES`, as by :func:`general_forward`.
     """
@@ -2455,7 +2460,8 @@ def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool
     feats = _as_array(features)
     dim, segments = 2**n, cos.shape[0]
     keep_w = lease.array((batch, dim), feats.dtype)
-    keep_r, keep_i = (lease.array((batch, segments * dim), feats.dtype) for _ in range(2))
+    slots = segments if keep else min(segments, 2)
+    keep_r, keep_i = (lease.array((batch, slots * dim), feats.dtype) for _ in range(2))
     out = np.empty((batch, n), feats.dtype)
     norms = np.zeros(batch)
     cap = LANES
@@ -2468,8 +2474,10 @@ def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool
     )
     if not (norms >= 0).all():
         return None
-    keep = (keep_w, keep_r, keep_i)
-    return torch.from_numpy(out), (keep, norms, lease, tau, leading, cos, sin, (threads, cap))
+    if not keep:
+        return torch.from_numpy(out), None
+    kept = (keep_w, keep_r, keep_i)
+    return torch.from_numpy(out), (kept, norms, lease, tau, leading, cos, sin, (threads, cap))
 
 
 def walsh_backward(saved: tuple, features: torch.Tensor, gz: torch.Tensor

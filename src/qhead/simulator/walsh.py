@@ -347,21 +347,22 @@ def phase_tables(frame: HadamardFrame, weights: np.ndarray, dtype, lease: kernel
     return cos, sin
 
 
-def forward(features: torch.Tensor, frame: HadamardFrame, weights: torch.Tensor
-            ) -> tuple[torch.Tensor, tuple] | None:
+def forward(features: torch.Tensor, frame: HadamardFrame, weights: torch.Tensor,
+            keep_states: bool = True) -> tuple[torch.Tensor, tuple | None] | None:
     """⟨Z_k⟩ of every wire k of the circuit of ``frame`` on amplitude_encode(features),
     for the flat weights ``weights`` ``[frame.weights]``.
 
     Returns:
         ``(z [B, n], saved)`` (keep ``saved`` whole for :func:`backward`: it owns pooled
-        memory), or None when the kernel declines the batch (a row needs the torch
-        encoder).
+        memory; None with ``keep_states=False``, a forward without backward, which then
+        writes two states per example instead of 2K + 1), or None when the kernel
+        declines the batch (a row needs the torch encoder).
     """
     lease = kernels.Lease()
     dtype = np.float32 if features.dtype == torch.float32 else np.float64
     cos, sin = phase_tables(frame, weights.detach().to(torch.float64).numpy(), dtype, lease)
     return kernels.walsh_forward(features, frame.n, frame.tau, frame.leading_transform,
-                                 cos, sin, lease)
+                                 cos, sin, lease, keep=keep_states)
 
 
 def backward(saved: tuple, features: torch.Tensor, frame: HadamardFrame, gz: torch.Tensor
