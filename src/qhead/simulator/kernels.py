@@ -2452,9 +2452,8 @@ def walsh_forward(features: torch.Tensor, n: int, tau: np.ndarray, leading: bool
     Returns:
         ``(z [B, n], saved)`` with ``saved`` what :func:`walsh_backward` needs (keep the
         whole tuple: 2K + 1 states per example; None without ``keep``), or None when
-        some row needs the torch
-        encoder (a non-finite value, a norm out of range). The rows are evolved in groups
-        of up to :data:`LANES`, as by :func:`general_forward`.
+        some row needs the torch encoder (a non-finite value, a norm out of range). The
+        rows are evolved in groups of up to :data:`LANES`, as by :func:`general_forward`.
     """
     batch = features.shape[0]
     feats = _as_array(features)
