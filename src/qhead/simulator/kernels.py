@@ -2052,6 +2052,16 @@ if numba is not None:
                     _butterfly2(a[c:e], a[c + h : e + h])
 
     @_inline
+    def _butterfly4_into(out, i, lanes, a0, a1, a2, a3):
+        """out[t·lanes + i] = the two lowest butterfly levels of (a0, a1, a2, a3), t < 4:
+        the store of a radix-4 step whose inputs were computed in registers (a phase, λ)."""
+        p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
+        out[i] = p0 + p2
+        out[lanes + i] = p1 + p3
+        out[2 * lanes + i] = p0 - p2
+        out[3 * lanes + i] = p1 - p3
+
+    @_inline
     def _phase_lanes(w, re, im, cos, sin, lanes, n):
         """(re, im) ← the lowest two butterfly levels of e^{iΦ}·w (rows of ``lanes``
         values; one level when n = 1): the phase and the first radix-4 pass of the
@@ -2074,17 +2084,9 @@ if numba is not None:
             for i in range(lanes):
                 x0, x1, x2, x3 = x[i], x[lanes + i], x[2 * lanes + i], x[3 * lanes + i]
                 a0, a1, a2, a3 = x0 * c0, x1 * c1, x2 * c2, x3 * c3
-                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
-                r[i] = p0 + p2
-                r[lanes + i] = p1 + p3
-                r[2 * lanes + i] = p0 - p2
-                r[3 * lanes + i] = p1 - p3
+                _butterfly4_into(r, i, lanes, a0, a1, a2, a3)
                 b0, b1, b2, b3 = x0 * s0, x1 * s1, x2 * s2, x3 * s3
-                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
-                m[i] = q0 + q2
-                m[lanes + i] = q1 + q3
-                m[2 * lanes + i] = q0 - q2
-                m[3 * lanes + i] = q1 - q3
+                _butterfly4_into(m, i, lanes, b0, b1, b2, b3)
 
     @_inline
     def _unphase_lanes(w, mr, mi, rho, cos, sin, lanes, phase_grad, dots):
@@ -2135,18 +2137,10 @@ if numba is not None:
                 y0, y1, y2, y3 = y[i], y[lanes + i], y[2 * lanes + i], y[3 * lanes + i]
                 a0, a1 = x0 * c0 - y0 * s0, x1 * c1 - y1 * s1
                 a2, a3 = x2 * c2 - y2 * s2, x3 * c3 - y3 * s3
-                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
-                r[i] = p0 + p2
-                r[lanes + i] = p1 + p3
-                r[2 * lanes + i] = p0 - p2
-                r[3 * lanes + i] = p1 - p3
+                _butterfly4_into(r, i, lanes, a0, a1, a2, a3)
                 b0, b1 = x0 * s0 + y0 * c0, x1 * s1 + y1 * c1
                 b2, b3 = x2 * s2 + y2 * c2, x3 * s3 + y3 * c3
-                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
-                m[i] = q0 + q2
-                m[lanes + i] = q1 + q3
-                m[2 * lanes + i] = q0 - q2
-                m[3 * lanes + i] = q1 - q3
+                _butterfly4_into(m, i, lanes, b0, b1, b2, b3)
 
     @_inline
     def _cunphase_lanes(pr, pi, mr, mi, cos, sin, lanes, phase_grad):
@@ -2193,18 +2187,10 @@ if numba is not None:
                 d3 = top[t3[0] + i] + low[t3[1] + i]
                 a0, a1 = d0 * x[i], d1 * x[lanes + i]
                 a2, a3 = d2 * x[2 * lanes + i], d3 * x[3 * lanes + i]
-                p0, p1, p2, p3 = a0 + a1, a0 - a1, a2 + a3, a2 - a3
-                r[i] = p0 + p2
-                r[lanes + i] = p1 + p3
-                r[2 * lanes + i] = p0 - p2
-                r[3 * lanes + i] = p1 - p3
+                _butterfly4_into(r, i, lanes, a0, a1, a2, a3)
                 b0, b1 = d0 * y[i], d1 * y[lanes + i]
                 b2, b3 = d2 * y[2 * lanes + i], d3 * y[3 * lanes + i]
-                q0, q1, q2, q3 = b0 + b1, b0 - b1, b2 + b3, b2 - b3
-                m[i] = q0 + q2
-                m[lanes + i] = q1 + q3
-                m[2 * lanes + i] = q0 - q2
-                m[3 * lanes + i] = q1 - q3
+                _butterfly4_into(m, i, lanes, b0, b1, b2, b3)
 
     @_inline
     def _phase_gradient_lanes(pr, pi, mr, mi, cos, sin, lanes, phase_grad):
@@ -2244,16 +2230,8 @@ if numba is not None:
                 u1, v1 = a1 * c1 + b1 * s1, b1 * c1 - a1 * s1
                 u2, v2 = a2 * c2 + b2 * s2, b2 * c2 - a2 * s2
                 u3, v3 = a3 * c3 + b3 * s3, b3 * c3 - a3 * s3
-                p0, p1, p2, p3 = u0 + u1, u0 - u1, u2 + u3, u2 - u3
-                q0, q1, q2, q3 = v0 + v1, v0 - v1, v2 + v3, v2 - v3
-                a[i] = p0 + p2
-                a[lanes + i] = p1 + p3
-                a[2 * lanes + i] = p0 - p2
-                a[3 * lanes + i] = p1 - p3
-                b[i] = q0 + q2
-                b[lanes + i] = q1 + q3
-                b[2 * lanes + i] = q0 - q2
-                b[3 * lanes + i] = q1 - q3
+                _butterfly4_into(a, i, lanes, u0, u1, u2, u3)
+                _butterfly4_into(b, i, lanes, v0, v1, v2, v3)
 
     @_inline
     def _wht_vector(a, n):
