@@ -22,7 +22,8 @@ Usage::
 
 Timings are medians over ``--repeats`` runs after warm-up (PennyLane: ``--pl-repeats``
 runs after one warm-up, it is slow), wall time and, in parentheses, this process's CPU
-time. The header prints the CPU model, whether it has native bf16, and the load average:
+time. The header prints the CPU model, whether it has native bf16, the transparent-huge-page
+mode (the kernels' large buffers ask for huge pages) and the load average:
 on a shared machine the numbers are indicative only. Both simulators run in this one
 process under the same allocator setting: freed memory kept for reuse
 (:func:`qhead.memory.keep_freed_memory`, as the ``qhead`` command does), or glibc's
@@ -64,6 +65,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def huge_pages_mode() -> str:
+    """Linux's transparent-huge-page mode (the bracketed word of
+    /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise" or "never"), or
+    "n/a": the kernels ask for huge pages for their large buffers, which only "always" and
+    "madvise" grant (:func:`qhead.simulator.kernels._empty`)."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            text = f.read()
+    except OSError:
+        return "n/a"
+    start, stop = text.find("["), text.find("]")
+    return text[start + 1 : stop] if 0 <= start < stop else "n/a"
 
 
 def timed(fn, repeats: int, warmup: int) -> tuple[float, float]:
@@ -346,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'yes' if cpu_has_native_bf16() else 'no'}); torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; CPU kernels {'on' if kernels.enabled() else 'off'}"
         f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; freed memory kept "
-        f"(qhead.memory): {'yes' if kept else 'no'}; load average {load}",
+        f"(qhead.memory): {'yes' if kept else 'no'}; transparent huge pages: "
+        f"{huge_pages_mode()}; load average {load}",
         flush=True,
     )
     peak, bandwidth = peak_gflops(), stream_gbps()
