@@ -274,6 +274,40 @@ def test_large_pool_buffers_are_writable_huge_page_aligned_and_small_ones_plain(
     assert small.shape == (1000,) and small.base is None  # below 2 MiB: np.empty
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_register_tile_scatter_and_gather_match_numpy(dtype):
+    import numba
+
+    rng = np.random.default_rng(3)
+    n_feat, dim = 64, 128
+    parent = rng.standard_normal((20, n_feat + 5)).astype(dtype)
+    feats = parent[2:18, 3 : 3 + n_feat]  # rows strided as in a batch's chunk
+    scale, shift = rng.random(16).astype(dtype), rng.random(16).astype(dtype)
+    rows = rng.permutation(dim).astype(np.int64)
+
+    @numba.njit
+    def scatter(feats, scale, state, rows):
+        for j0 in range(0, feats.shape[1], 16):
+            kernels._scatter_tile(feats, j0, scale, state, rows)
+
+    @numba.njit
+    def gather(grad, feats, lam, shift, scale, rows):
+        for j0 in range(0, feats.shape[1], 16):
+            kernels._gather_tile(grad, feats, lam, j0, shift, scale, rows)
+
+    state = np.full(dim * 16, -7.0, dtype)
+    scatter(feats, scale, state, rows)
+    lanes = state.reshape(dim, 16)
+    np.testing.assert_array_equal(lanes[rows[:n_feat]], (feats * scale[:, None]).T)
+    assert (lanes[rows[n_feat:]] == -7.0).all()  # rows no feature lands in are untouched
+
+    lam = rng.standard_normal(dim * 16).astype(dtype)
+    grad = np.zeros((16, n_feat), dtype)
+    gather(grad, feats, lam, shift, scale, rows)
+    expected = (lam.reshape(dim, 16)[rows[:n_feat]].T - shift[:, None] * feats) * scale[:, None]
+    np.testing.assert_allclose(grad, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
 def test_enabling_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(kernels, "numba", None)
     with pytest.raises(RuntimeError, match="pip install numba"):
