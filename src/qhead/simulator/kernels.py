@@ -200,91 +200,91 @@ if numba is not None:
         at = builder.load(builder.gep(rows.data, [builder.add(start, _ir.Constant(i64, t))]))
         return builder.mul(at, _ir.Constant(i64, 16))
 
+    def _tile_typed(feats, *others):
+        """Whether the arrays of a tile intrinsic can be compiled: ``feats`` 2-D, all of
+        one float dtype."""
+        return (isinstance(feats, numba.types.Array) and feats.ndim == 2
+                and feats.dtype in (numba.types.float32, numba.types.float64)
+                and all(a.dtype == feats.dtype for a in others))
+
+    class _Tile:
+        """What the tile intrinsics' code generation shares: the array arguments as
+        arrays (the others as LLVM values), the 16-wide vector of the dtype, its
+        alignment, and row pointers into 2-D example-major arrays."""
+
+        def __init__(self, context, builder, sig, args, dtype):
+            self.builder = builder
+            self.args = [
+                context.make_array(t)(context, builder, a) if isinstance(t, numba.types.Array)
+                else a
+                for t, a in zip(sig.args, args, strict=True)
+            ]
+            self.vector = _ir.VectorType(context.get_value_type(dtype), 16)
+            self.align = dtype.bitwidth // 8
+            self.i64 = _ir.IntType(64)
+
+        def row(self, array, lane, start):
+            """A vector pointer to array[lane, start : start + 16] (a 2-D array)."""
+            b = self.builder
+            stride = b.sdiv(b.extract_value(array.strides, 0),
+                            _ir.Constant(self.i64, self.align))
+            return _vector_at(b, array.data, b.add(
+                b.mul(stride, _ir.Constant(self.i64, lane)), start), self.vector)
+
+        def scalar(self, array, index):
+            return self.builder.load(self.builder.gep(array.data, [_ir.Constant(self.i64, index)]))
+
+        def load(self, pointer):
+            value = self.builder.load(pointer)
+            value.align = self.align
+            return value
+
+        def store(self, value, pointer):
+            self.builder.store(value, pointer).align = self.align
+
     @_intrinsic
     def _scatter_tile(typingctx, feats, j0, scale, state, rows):
         """state[rows[j0 + t]·16 + l] = feats[l, j0 + t]·scale[l] for l, t < 16: one
         16×16 tile of :func:`_scaled_to_lanes` (16 examples) through registers."""
-        if not (isinstance(feats, numba.types.Array) and feats.ndim == 2
-                and feats.dtype == state.dtype == scale.dtype
-                and feats.dtype in (numba.types.float32, numba.types.float64)):
+        if not (_tile_typed(feats, scale, state) and isinstance(rows, numba.types.Array)):
             return None
-        signature = numba.types.void(feats, j0, scale, state, rows)
 
         def codegen(context, builder, sig, args):
-            dtype = sig.args[0].dtype
-            f_arr = context.make_array(sig.args[0])(context, builder, args[0])
-            s_arr = context.make_array(sig.args[2])(context, builder, args[2])
-            o_arr = context.make_array(sig.args[3])(context, builder, args[3])
-            r_arr = context.make_array(sig.args[4])(context, builder, args[4])
-            start = args[1]
-            element = context.get_value_type(dtype)
-            vector = _ir.VectorType(element, 16)
-            i64 = _ir.IntType(64)
-            align = dtype.bitwidth // 8
-            row_stride = builder.sdiv(builder.extract_value(f_arr.strides, 0),
-                                      _ir.Constant(i64, align))
-            rows = []
-            for lane in range(16):
-                offset = builder.add(builder.mul(row_stride, _ir.Constant(i64, lane)), start)
-                load = builder.load(_vector_at(builder, f_arr.data, offset, vector))
-                load.align = align
-                c = builder.load(builder.gep(s_arr.data, [_ir.Constant(i64, lane)]))
-                rows.append(builder.fmul(load, _splat(builder, vector, c)))
+            tile = _Tile(context, builder, sig, args, sig.args[0].dtype)
+            f_arr, start, s_arr, o_arr, r_arr = tile.args
+            rows = [builder.fmul(tile.load(tile.row(f_arr, lane, start)),
+                                 _splat(builder, tile.vector, tile.scalar(s_arr, lane)))
+                    for lane in range(16)]
             for t, column in enumerate(_transpose_rows(builder, rows)):
                 offset = _lane_row(builder, r_arr, start, t)
-                store = builder.store(column, _vector_at(builder, o_arr.data, offset, vector))
-                store.align = align
+                tile.store(column, _vector_at(builder, o_arr.data, offset, tile.vector))
             return context.get_dummy_value()
 
-        return signature, codegen
+        return numba.types.void(feats, j0, scale, state, rows), codegen
 
     @_intrinsic
     def _gather_tile(typingctx, grad, feats, lam, j0, shift, scale, rows):
         """grad[l, j0 + t] = (lam[rows[j0 + t]·16 + l] − shift[l]·feats[l, j0 + t])·scale[l]
         for l, t < 16: one 16×16 tile of :func:`_scaled_from_lanes` through registers."""
-        if not (isinstance(feats, numba.types.Array) and feats.ndim == 2
-                and grad.dtype == feats.dtype == lam.dtype == shift.dtype == scale.dtype
-                and feats.dtype in (numba.types.float32, numba.types.float64)):
+        if not (_tile_typed(feats, grad, lam, shift, scale)
+                and isinstance(rows, numba.types.Array)):
             return None
-        signature = numba.types.void(grad, feats, lam, j0, shift, scale, rows)
 
         def codegen(context, builder, sig, args):
-            dtype = sig.args[1].dtype
-            g_arr = context.make_array(sig.args[0])(context, builder, args[0])
-            f_arr = context.make_array(sig.args[1])(context, builder, args[1])
-            l_arr = context.make_array(sig.args[2])(context, builder, args[2])
-            sh_arr = context.make_array(sig.args[4])(context, builder, args[4])
-            sc_arr = context.make_array(sig.args[5])(context, builder, args[5])
-            r_arr = context.make_array(sig.args[6])(context, builder, args[6])
-            start = args[3]
-            element = context.get_value_type(dtype)
-            vector = _ir.VectorType(element, 16)
-            i64 = _ir.IntType(64)
-            align = dtype.bitwidth // 8
-            f_stride = builder.sdiv(builder.extract_value(f_arr.strides, 0),
-                                    _ir.Constant(i64, align))
-            g_stride = builder.sdiv(builder.extract_value(g_arr.strides, 0),
-                                    _ir.Constant(i64, align))
-            rows = []
-            for t in range(16):
-                offset = _lane_row(builder, r_arr, start, t)
-                load = builder.load(_vector_at(builder, l_arr.data, offset, vector))
-                load.align = align
-                rows.append(load)
+            tile = _Tile(context, builder, sig, args, sig.args[1].dtype)
+            g_arr, f_arr, l_arr, start, sh_arr, sc_arr, r_arr = tile.args
+            rows = [tile.load(_vector_at(builder, l_arr.data,
+                                         _lane_row(builder, r_arr, start, t), tile.vector))
+                    for t in range(16)]
             for lane, column in enumerate(_transpose_rows(builder, rows)):
-                index = _ir.Constant(i64, lane)
-                x = builder.load(_vector_at(builder, f_arr.data, builder.add(
-                    builder.mul(f_stride, index), start), vector))
-                x.align = align
-                t = _splat(builder, vector, builder.load(builder.gep(sh_arr.data, [index])))
-                c = _splat(builder, vector, builder.load(builder.gep(sc_arr.data, [index])))
+                x = tile.load(tile.row(f_arr, lane, start))
+                t = _splat(builder, tile.vector, tile.scalar(sh_arr, lane))
+                c = _splat(builder, tile.vector, tile.scalar(sc_arr, lane))
                 value = builder.fmul(builder.fsub(column, builder.fmul(t, x)), c)
-                store = builder.store(value, _vector_at(builder, g_arr.data, builder.add(
-                    builder.mul(g_stride, index), start), vector))
-                store.align = align
+                tile.store(value, tile.row(g_arr, lane, start))
             return context.get_dummy_value()
 
-        return signature, codegen
+        return numba.types.void(grad, feats, lam, j0, shift, scale, rows), codegen
 
     # ---------------------------------------------------------------- vector loops
     # Loops take the arrays (or halves of one array) as separate slices and the matrix
