@@ -161,20 +161,22 @@ def walsh_cost(frame) -> tuple[float, float]:
     passes: ⌈n/2⌉ passes over it, 8 B each). Forward: the encoding (1 flop, 11 B:
     zeroing, then the scattered rows), the leading real transform (n), per segment its
     phase (2 on a real state, 6 on a complex one; 12 or 16 B, sharing the first pass of
-    the transform) and a complex transform (2n), the measurement (5, 16 B). Backward: λ (3,
-    16 B), per segment a complex transform of λ (2n) and the pass back through the phase
-    (∂L/∂Φ and λ: 16 flops and 24 B against a kept complex state, 10 and 16 B against
-    the real encoded one), the leading real transform (n), the projection (3, 10 B)."""
+    the transform) and a complex transform (2n), the measurement (5, 16 B). Backward: λ (3
+    flops, built inside the first pass of its transform: no bytes of its own), per segment
+    a complex transform of λ (2n) and the way back through the phase (∂L/∂Φ and λ: 16
+    flops; against a kept complex state a read-only sweep of 16 B, the rotation inside the
+    next transform's first pass; against the real encoded state one pass of 16 B, 10
+    flops), the leading real transform (n), the projection (3, 10 B)."""
     n, segments = frame.n, len(frame.segments)
     passes = (n + 1) // 2
     real_transform, complex_transform = (n, 8 * passes), (2 * n, 16 * passes)
-    flops, moved = 1 + 5 + 3 + 3, 11 + 16 + 16 + 10
+    flops, moved = 1 + 5 + 3 + 3, 11 + 16 + 10
     if frame.leading_transform:
         flops += 2 * real_transform[0]
         moved += 2 * real_transform[1]
     for k in range(segments):
         flops += 2 * complex_transform[0] + (2 + 10 if k == 0 else 6 + 16)
-        moved += 2 * complex_transform[1] - 16 + (12 + 16 if k == 0 else 16 + 24)
+        moved += 2 * complex_transform[1] - 16 + (12 + 16 if k == 0 else 16 + 16)
     return flops * 2**n, moved * 2**n
 
 

@@ -30,9 +30,10 @@ layer.
 Per example the kernel then does: the encoding (scattered by τ), for each segment its
 phase (fused with the first radix-4 pass of its transform) and one Walsh–Hadamard
 transform (real while the state is), and the ⟨Z⟩ folds; the backward, from the last
-segment: one transform of λ, and a pass that gives ∂L/∂Φ_k (summed over the batch) and
-undoes the phase on λ, reading the segment's input state, which the forward kept (2K + 1
-real arrays per example: memory O(K·2^n), where the gate-by-gate adjoint keeps one). A
+segment: one transform of λ, a read-only sweep that gives ∂L/∂Φ_k (summed over the
+batch) from the segment's input state, which the forward kept (2K + 1 real arrays per
+example: memory O(K·2^n), where the gate-by-gate adjoint keeps one; none kept when no
+backward follows), and the phase undone on λ inside the next transform's first pass. A
 gate-by-gate simulator instead applies D·n one-qubit matrices and D permutations forward
 and undoes them backward (``benchmarks/kernel_profile.py``); a segment's transform costs
 about as much as n/2 one-qubit matrices (:func:`worth_it`).
