@@ -20,10 +20,26 @@ moved up to 30 % between processes, CPU time a few per cent), minimum over ``--r
    forward + backward; then the same prediction if every instruction cost what a wire-0
    matrix costs on the same kind of state (what the per-kind overheads cost) and if the
    fixed cost were also gone.
+3. **What bounds a transform** (``--transform-bound``, alone: the Hadamard frame's kernel
+   spends most of its time in Walsh–Hadamard transforms). One thread, the kernel's
+   butterfly passes (``kernels._wht_lanes_from``) on 16 rows in its lane layout, for
+   n = 9 (32 KiB per array: the size of L1), 11 (128 KiB: in L2) and 15 (2 MiB, the kernel's
+   case: more than the core's L2, every pass streams from L3): ns per 16-value vector
+   and butterfly level. Equal costs mean the memory is not what bounds the transform:
+   the butterflies' additions, loads and stores are.
+4. **Where a Hadamard-frame call goes** (``--frame-overhead NAME D``, alone): forward +
+   backward at batch 32, one process, the variants alternating, wall ms: the kernels
+   (``walsh_forward`` + ``walsh_backward``), with the phase tables and the angle
+   gradients (``walsh.forward`` + ``walsh.backward``), as the autograd Function, as
+   ``AEVQC`` (``head(x).sum().backward()``), and an autograd Function of the same shapes
+   that does nothing (torch's own floor: first in a loop of its own, then between the
+   kernel calls); then the kernels on 16 rows with one thread
+   against 32 rows with two (what the second core adds).
 
 Usage::
 
     python benchmarks/kernel_profile.py [--repeats 9] [--layers 1 3 5]
+        [--transform-bound] [--frame-overhead strongly-entangling 1]
 
 Read it with ``benchmarks/simulator.py``'s ratios: a circuit reaches 100× default.qubit
 only if its forward + backward fits in 1 % of default.qubit's time.
@@ -185,10 +201,159 @@ def ansatz_rows(kernel: Kernel, costs, layer_counts, threads: int) -> list[str]:
     return lines
 
 
+def _transform_kernel():
+    """The kernel's butterfly passes applied ``count`` times, one numba call."""
+    import numba
+
+    passes = kernels._wht_lanes_from
+
+    @numba.njit(nogil=True)
+    def repeated(state, n, lanes, count):
+        for _ in range(count):
+            passes(state, n, lanes, 0)
+
+    return repeated
+
+
+def transform_bound(repeats: int, lanes: int = 16) -> list[str]:
+    """A float32 Walsh–Hadamard transform in the kernel's lane layout, one thread, for
+    states that stay in L1, in L2 and (n = 15, the kernel's) stream from L3: ns per
+    16-value vector and butterfly level, minimum of ``repeats`` (module docs,
+    section 3)."""
+    repeated = _transform_kernel()
+    lines = ["| n | state (one array) | µs per transform | ns per vector and level |",
+             "|---|---|---|---|"]
+    for n, count in ((9, 8), (11, 8), (N_QUBITS, 1)):  # a transform scales by 2^n
+        original = np.random.default_rng(0).uniform(-1, 1, lanes << n).astype(np.float32)
+        work = original.copy()
+        repeated(work, n, lanes, 1)  # compile
+        best = float("inf")
+        for _ in range(repeats):
+            np.copyto(work, original)
+            start = time.perf_counter()
+            repeated(work, n, lanes, count)
+            best = min(best, (time.perf_counter() - start) / count)
+        vectors = original.size * original.itemsize // 64
+        size = f"{original.nbytes >> 10} KiB" if original.nbytes < 1 << 20 else \
+            f"{original.nbytes >> 20} MiB"
+        lines.append(f"| {n} | {size} | {best * 1e6:.1f} | {best * 1e9 / (vectors * n):.2f} |")
+    return lines
+
+
+class _Floor(torch.autograd.Function):
+    """The autograd Function of :func:`frame_overhead` with no work: same shapes."""
+
+    @staticmethod
+    def forward(ctx, features, weights):
+        ctx.save_for_backward(features)
+        ctx.weights_shape = weights.shape
+        return features.new_zeros(features.shape[0], N_QUBITS)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout):
+        (features,) = ctx.saved_tensors
+        return torch.empty_like(features), gout.new_zeros(ctx.weights_shape)
+
+
+def _alternating(variants: dict, repeats: int) -> list[str]:
+    """Minimum and median wall ms of each variant, called in turn ``repeats`` times."""
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for run in variants.values():
+        for _ in range(3):
+            run()
+    for _ in range(repeats):
+        for label, run in variants.items():
+            start = time.perf_counter()
+            run()
+            times[label].append((time.perf_counter() - start) * 1e3)
+    return [f"| {label} | {min(t):.2f} | {float(np.median(t)):.2f} |"
+            for label, t in times.items()]
+
+
+def frame_overhead(name: str, layers: int, repeats: int) -> list[str]:
+    """Section 4 of the module docs, for ansatz ``name`` at depth ``layers``."""
+    from qhead.simulator import walsh
+
+    torch.manual_seed(0)
+    head = AEVQC(FEATURES, name, layers)
+    plan = compile_plan(tuple(head.ops), head.n_qubits, tuple(head.measured_wires),
+                        tuple(head.weights.shape))
+    if cpu_kernels.kernel_for(plan) != "walsh":
+        raise SystemExit(f"{name} D={layers} does not run in the Hadamard frame "
+                         f"(kernel: {cpu_kernels.kernel_for(plan)})")
+    frame = cpu_kernels._frame(plan)
+    x = torch.randn(BATCH, FEATURES)
+    leaf = x.clone().requires_grad_()
+    flat = leaf.reshape(BATCH, -1)
+    weights = head.weights.detach().reshape(-1)
+    cos, sin = walsh.phase_tables(frame, weights.to(torch.float64).numpy(), np.float32,
+                                  kernels.Lease())
+    wires = tuple(head.measured_wires)
+
+    def kernels_only(rows: int = BATCH):
+        gz = torch.ones(rows, N_QUBITS)
+        _, saved = kernels.walsh_forward(x[:rows], frame.n, frame.tau, frame.leading_transform,
+                                         cos, sin, kernels.Lease())
+        kernels.walsh_backward(saved, x[:rows], gz)
+
+    def with_tables():
+        _, saved = walsh.forward(x, frame, weights)
+        walsh.backward(saved, x, frame, torch.ones(BATCH, N_QUBITS))
+
+    def function():
+        leaf.grad = None
+        head.zero_grad(set_to_none=True)
+        cpu_kernels._EncodedWalsh.apply(flat, head.weights.reshape(-1), frame,
+                                        wires).sum().backward()
+
+    def module():
+        leaf.grad = None
+        head.zero_grad(set_to_none=True)
+        head(leaf).sum().backward()
+
+    def floor():
+        leaf.grad = None
+        head.zero_grad(set_to_none=True)
+        _Floor.apply(flat, head.weights).sum().backward()
+
+    threads = torch.get_num_threads()
+    lines = [f"| {name} D={layers}, fwd+bwd | min ms | median ms |", "|---|---|---|"]
+    lines += _alternating({"autograd Function doing nothing, in a loop of its own": floor},
+                          repeats)
+    lines += _alternating({
+        "kernels": kernels_only, "+ phase tables, angle gradients": with_tables,
+        "+ autograd Function": function, "AEVQC": module,
+        "autograd Function doing nothing": floor,
+    }, repeats)
+
+    def on_threads(rows: int, count: int):
+        def run():
+            torch.set_num_threads(count)
+            try:
+                kernels_only(rows)
+            finally:
+                torch.set_num_threads(threads)
+        return run
+
+    lines += _alternating({
+        f"kernels, {BATCH // 2} rows, 1 thread": on_threads(BATCH // 2, 1),
+        f"kernels, {BATCH} rows, 2 threads": on_threads(BATCH, 2),
+        f"kernels, {BATCH} rows, 1 thread": on_threads(BATCH, 1),
+    }, repeats)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--transform-bound", action="store_true",
+                        help="only section 3: a transform's cost per level with its state in "
+                             "L1, L2 and L3")
+    parser.add_argument("--frame-overhead", nargs=2, metavar=("NAME", "D"),
+                        help="only section 4: where a Hadamard-frame call of ansatz NAME at "
+                             "depth D goes")
     args = parser.parse_args(argv)
     keep_freed_memory()
     warnings.simplefilter("ignore", CircuitLintWarning)
@@ -197,6 +362,17 @@ def main(argv: list[str] | None = None) -> int:
           f"({os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}); "
           f"{threads} threads; LANES {kernels.LANES}; "
           f"CPU ms (all threads), min of {args.repeats}")
+    if args.transform_bound:
+        print(f"\n# what bounds a transform: one thread, 16 rows in lane layout, float32, "
+              f"wall time, min of {args.repeats}")
+        print("\n".join(transform_bound(args.repeats)))
+        return 0
+    if args.frame_overhead:
+        name, layers = args.frame_overhead
+        print(f"\n# where a Hadamard-frame call goes: batch {BATCH}, wall time, "
+              f"{args.repeats} alternating rounds")
+        print("\n".join(frame_overhead(name, int(layers), args.repeats)))
+        return 0
     kernel = Kernel(args.repeats)
     costs = unit_costs(kernel)
     unit = costs["real matrix, wire 0"]
