@@ -358,10 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     warnings.simplefilter("ignore", CircuitLintWarning)
     threads = torch.get_num_threads()
-    print(f"# general kernel profile: batch {BATCH}, n={N_QUBITS}, float32; CPU {cpu_model()} "
+    section = ("Hadamard-frame profile" if args.transform_bound or args.frame_overhead
+               else f"general kernel profile: CPU ms (all threads), min of {args.repeats}")
+    print(f"# {section}: batch {BATCH}, n={N_QUBITS}, float32; CPU {cpu_model()} "
           f"({os.cpu_count()} cores, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}); "
-          f"{threads} threads; LANES {kernels.LANES}; "
-          f"CPU ms (all threads), min of {args.repeats}")
+          f"{threads} threads; LANES {kernels.LANES}")
     if args.transform_bound:
         print(f"\n# what bounds a transform: one thread, 16 rows in lane layout, float32, "
               f"wall time, min of {args.repeats}")
