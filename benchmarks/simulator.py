@@ -53,6 +53,11 @@ from qhead.quantum import AEVQC, ANSATZES, CircuitLintWarning
 from qhead.simulator import kernels
 
 BATCH, FEATURES, N_QUBITS = 32, 512 * 7 * 7, 15
+#: The PennyLane templates timed inside a TorchLayer: their weight shapes at depth D.
+TEMPLATE_SHAPES = {
+    "StronglyEntanglingLayers": lambda d: (d, N_QUBITS, 3),
+    "BasicEntanglerLayers": lambda d: (d, N_QUBITS),
+}
 PAPER = (("ansatz1", 1), ("ansatz1", 3), ("ansatz2", 1))
 
 
@@ -262,15 +267,11 @@ def device_table(layer_counts, x, repeats, pl_repeats) -> list[str]:
 
     from qhead.quantum.pennylane_device import QheadQubit
 
-    templates = (
-        ("StronglyEntanglingLayers", qml.StronglyEntanglingLayers,
-         lambda d: (d, N_QUBITS, 3)),
-        ("BasicEntanglerLayers", qml.BasicEntanglerLayers, lambda d: (d, N_QUBITS)),
-    )
     lines = ["| TorchLayer template | pass | qhead.qubit ms (CPU ms) | default.qubit ms (CPU ms) "
              "| × (CPU ×) |", "|---|---|---|---|---|"]
     print(lines[0] + "\n" + lines[1], flush=True)
-    for label, template, shape in templates:
+    for label, shape in TEMPLATE_SHAPES.items():
+        template = getattr(qml, label)
         for layers in layer_counts:
             layers_by_device = [
                 qml.qnn.TorchLayer(_template_qnode(qml, device, template),

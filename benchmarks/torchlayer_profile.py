@@ -25,15 +25,13 @@ import qhead  # noqa: F401
 import torch
 
 from qhead.memory import keep_freed_memory
-from simulator import BATCH, FEATURES, N_QUBITS, _template_qnode, cpu_model
-
-SHAPES = {"StronglyEntanglingLayers": lambda d: (d, N_QUBITS, 3),
-          "BasicEntanglerLayers": lambda d: (d, N_QUBITS)}
+from simulator import BATCH, FEATURES, N_QUBITS, TEMPLATE_SHAPES, _template_qnode, cpu_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--template", choices=sorted(SHAPES), default="StronglyEntanglingLayers")
+    parser.add_argument("--template", choices=sorted(TEMPLATE_SHAPES),
+                        default="StronglyEntanglingLayers")
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     layer = qml.qnn.TorchLayer(
         _template_qnode(qml, QheadQubit(wires=N_QUBITS), getattr(qml, args.template)),
-        {"weights": SHAPES[args.template](args.layers)})
+        {"weights": TEMPLATE_SHAPES[args.template](args.layers)})
     torch.manual_seed(0)
     x = torch.nn.functional.pad(torch.randn(BATCH, FEATURES), (0, 2**N_QUBITS - FEATURES))
     x.requires_grad_()

@@ -368,10 +368,7 @@ class _EncodedWalsh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, weights, frame, wires):
-        result = walsh.forward(features, frame, weights)
-        if result is None:
-            raise _Declined
-        z_all, saved = result
+        z_all, saved = _walsh_forward(features, frame, weights, keep_states=True)
         ctx.save_for_backward(features)
         ctx.saved, ctx.frame, ctx.wires = saved, frame, wires
         ctx.weight_dtype = weights.dtype
@@ -384,6 +381,14 @@ class _EncodedWalsh(torch.autograd.Function):
         gz = to_all_wires(gout.to(features.dtype), ctx.wires, ctx.frame.n)
         grad, grad_weights = walsh.backward(ctx.saved, features, ctx.frame, gz)
         return grad, grad_weights.to(ctx.weight_dtype), None, None
+
+
+def _walsh_forward(features, frame, weights, keep_states: bool):
+    """:func:`walsh.forward`, raising :class:`_Declined` where the kernel declines."""
+    result = walsh.forward(features, frame, weights, keep_states=keep_states)
+    if result is None:
+        raise _Declined
+    return result
 
 
 def _frame(plan: Plan) -> walsh.HadamardFrame | None:
@@ -442,11 +447,9 @@ def run_features(plan: Plan, features: torch.Tensor, weights: torch.Tensor) -> t
             if not (torch.is_grad_enabled()
                     and (features.requires_grad or weights.requires_grad)):
                 # No backward will come: no states to keep (two per example, reused).
-                result = walsh.forward(features, frame, weights.reshape(-1),
-                                       keep_states=False)
-                if result is None:
-                    raise _Declined
-                return select_wires(result[0], wires)
+                z_all, _ = _walsh_forward(features, frame, weights.reshape(-1),
+                                          keep_states=False)
+                return select_wires(z_all, wires)
             if frame.saved_bytes(len(features), features.element_size()) <= walsh.MAX_SAVED_BYTES:
                 return _EncodedWalsh.apply(features, weights.reshape(-1), frame, wires)
             kind = "general"  # the gate-by-gate adjoint keeps one state per example

@@ -1113,18 +1113,26 @@ if numba is not None:
             size *= 2
 
     @_inline
+    def _z_tables(g, n, top, low, lanes, coef):
+        """top ← Σ_k ±g_k over the upper ⌈n/2⌉ bits of j, low ← over the lower ⌊n/2⌋ bits
+        (:func:`_z_weights_lanes`; d_j = top[j >> low_bits] + low[j & mask]); returns
+        low_bits."""
+        low_bits = n // 2
+        high_bits = n - low_bits
+        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
+        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
+        return low_bits
+
+    @_inline
     def _lambda_lanes(g, n, re, im, lr, li, lanes, top, low, coef, complex_):
         """λ = (Σ_k g_k Z_k)ψ for every lane of a group (lane layout; the imaginary parts
         im → li only when ``complex_``): d_j = Σ_k ±g_k as the sum of a table over the
         upper bits of j and one over the lower bits (both in L1, by
         :func:`_z_weights_lanes`), so that the 2^n·L values of d are never stored. top
         and low hold 2^⌈n/2⌉·L and 2^⌊n/2⌋·L values."""
-        low_bits = n // 2
-        high_bits = n - low_bits
-        _z_weights_lanes(g[:, :high_bits], high_bits, top, lanes, coef)
-        _z_weights_lanes(g[:, high_bits:], low_bits, low, lanes, coef)
+        low_bits = _z_tables(g, n, top, low, lanes, coef)
         count = 1 << low_bits
-        for hi in range(1 << high_bits):
+        for hi in range(1 << (n - low_bits)):
             t = top[hi * lanes : (hi + 1) * lanes]
             for lo in range(count):
                 u = low[lo * lanes : (lo + 1) * lanes]
@@ -2328,9 +2336,7 @@ if numba is not None:
         """(lr, li) ← the lowest two butterfly levels of λ = (Σ_k g_k Z_k)·(re + i·im)
         (n ≥ 2; tables as :func:`_lambda_lanes`): λ and the first radix-4 pass of its
         transform in one sweep, as :func:`_cphase_lanes` does for a phase."""
-        low_bits = n // 2
-        _z_weights_lanes(g[:, : n - low_bits], n - low_bits, top, lanes, coef)
-        _z_weights_lanes(g[:, n - low_bits :], low_bits, low, lanes, coef)
+        low_bits = _z_tables(g, n, top, low, lanes, coef)
         mask = (1 << low_bits) - 1
         for j in range(0, re.shape[0] // lanes, 4):
             at = j * lanes
