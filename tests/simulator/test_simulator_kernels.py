@@ -308,6 +308,77 @@ def test_the_register_tile_scatter_and_gather_match_numpy(dtype):
     np.testing.assert_allclose(grad, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_register_blocks_of_the_frame_backward_match_numpy(dtype):
+    # The Hadamard-frame kernel's per-amplitude sums over 16 lanes, 16 amplitudes at a
+    # time in registers (lane layout: value [j·16 + l] is amplitude j of example l).
+    import numba
+
+    rng = np.random.default_rng(5)
+    dim = 64
+    pr, pi, mr, mi, w = (rng.standard_normal(dim * 16).astype(dtype) for _ in range(5))
+    angle = rng.uniform(-np.pi, np.pi, dim)
+    cos, sin = np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
+
+    @numba.njit
+    def phase_gradient(pr, pi, mr, mi, cos, sin, out):
+        kernels._phase_gradient_blocks(pr, pi, mr, mi, cos, sin, out)
+
+    @numba.njit
+    def unphase(w, mr, mi, rho, cos, sin, out, dots):
+        kernels._unphase_blocks(w, mr, mi, rho, cos, sin, out, dots)
+
+    def lanes(a):
+        return a.astype(np.float64).reshape(dim, 16)
+
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
+    start = rng.standard_normal(dim)  # the sums are added to what the output holds
+    out = start.copy()
+    phase_gradient(pr, pi, mr, mi, cos, sin, out)
+    c, s = cos.astype(np.float64)[:, None], sin.astype(np.float64)[:, None]
+    v = (lanes(pr) + 1j * lanes(pi)) * np.exp(1j * angle)[:, None]  # e^{iΦ}·p
+    mu = lanes(mr) + 1j * lanes(mi)
+    np.testing.assert_allclose(out - start, (np.conj(mu) * 1j * v).real.sum(1), **tol)
+
+    out = start.copy()
+    rho = np.full(dim * 16, np.nan, dtype)
+    dots = np.full(16, np.nan, dtype)
+    unphase(w, mr, mi, rho, cos, sin, out, dots)
+    expected_rho = lanes(mr) * c + lanes(mi) * s
+    np.testing.assert_allclose(lanes(rho), expected_rho, **tol)
+    np.testing.assert_allclose(out - start, (lanes(w) * (lanes(mi) * c - lanes(mr) * s)).sum(1),
+                               **tol)
+    np.testing.assert_allclose(dots, (lanes(w) * expected_rho).sum(0), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [5, 6])
+def test_the_measured_top_level_matches_a_transform_then_the_z_folds(n, dtype):
+    import numba
+
+    rng = np.random.default_rng(n)
+    dim = 2**n
+    re, im = (rng.standard_normal(dim * 16).astype(dtype) for _ in range(2))
+
+    @numba.njit
+    def measured(re, im, p, q, n, acc, z):
+        kernels._measured_top_level(re, im, p, q, n, acc, z)
+
+    z = np.full((16, n), np.nan, dtype)
+    out_re, out_im = re.copy(), im.copy()
+    measured(out_re, out_im, np.empty_like(re), np.empty_like(re), n, np.empty(16, dtype), z)
+    # The top butterfly level (bit n − 1: amplitudes j and j + 2^(n−1)), then ⟨Z_k⟩ of
+    # the unnormalised state: Σ_j |ψ_j|²·(1 − 2·bit_k(j)), wire 0 the top bit.
+    psi = (re + 1j * im).astype(np.complex128).reshape(2, dim // 2, 16)
+    psi = np.concatenate([psi[0] + psi[1], psi[0] - psi[1]])
+    np.testing.assert_allclose(out_re.reshape(dim, 16), psi.real, rtol=1e-6)
+    np.testing.assert_allclose(out_im.reshape(dim, 16), psi.imag, rtol=1e-6)
+    bits = (np.arange(dim)[:, None] >> (n - 1 - np.arange(n))) & 1
+    expected = (np.abs(psi) ** 2).T @ (1 - 2 * bits)
+    tol = {"rtol": 1e-5, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-12}
+    np.testing.assert_allclose(z, expected, **tol)
+
+
 def test_enabling_without_numba_is_an_error(monkeypatch):
     monkeypatch.setattr(kernels, "numba", None)
     with pytest.raises(RuntimeError, match="pip install numba"):
