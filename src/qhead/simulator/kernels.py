@@ -2795,12 +2795,20 @@ if numba is not None:
             start = stop
 
 
+def _transform_threads(rows: int) -> int:
+    """Threads for ``rows`` transforms of 2^n float64 values: at least two rows each.
+    Handing a thread one row cost more than it saved (two rows at n = 15: 110 µs on one
+    thread, 158 µs on two; waking a pool thread costs tens of µs)."""
+    return max(1, min(_threads(rows), rows // 2))
+
+
 def walsh_phase_angles(v: np.ndarray, dtype) -> np.ndarray:
     """Φ_k = −½·WHT(v[k]) for every row of ``v`` ``[K, 2^n]`` (float64; transformed in
     place), reduced to [−π, π] and returned in ``dtype``; the rows split over the torch
-    threads."""
+    threads, two rows or more each."""
     phi = np.empty(v.shape, dtype)
-    _run_split(_phase_angles, v.shape[0], _Rows(v), _Rows(phi), _qubits(v.shape[1]))
+    _run_split(_phase_angles, v.shape[0], _Rows(v), _Rows(phi), _qubits(v.shape[1]),
+               threads=_transform_threads(v.shape[0]))
     return phi
 
 
@@ -2880,5 +2888,6 @@ def walsh_backward(saved: tuple, features: torch.Tensor, gz: torch.Tensor
         *(_Scratch(dim * min(cap, batch), dtype) for _ in range(3)),
         threads=threads,
     )
-    _run_split(_summed_transforms, segments, _Rows(phase_grad), n)
+    _run_split(_summed_transforms, segments, _Rows(phase_grad), n,
+               threads=_transform_threads(segments))
     return torch.from_numpy(grad), phase_grad[:, 0]
