@@ -322,7 +322,7 @@ def test_the_register_blocks_of_the_frame_backward_match_numpy(dtype):
 
     @numba.njit
     def phase_gradient(pr, pi, mr, mi, cos, sin, out):
-        kernels._phase_gradient_blocks(pr, pi, mr, mi, cos, sin, out)
+        kernels._unphase_gradient_blocks(pr, pi, mr, mi, cos, sin, out)
 
     @numba.njit
     def unphase(w, mr, mi, rho, cos, sin, out, dots):
@@ -334,11 +334,19 @@ def test_the_register_blocks_of_the_frame_backward_match_numpy(dtype):
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
     start = rng.standard_normal(dim)  # the sums are added to what the output holds
     out = start.copy()
-    phase_gradient(pr, pi, mr, mi, cos, sin, out)
+    mu = lanes(mr) + 1j * lanes(mi)
+    turned_r, turned_i = mr.copy(), mi.copy()
+    phase_gradient(pr, pi, turned_r, turned_i, cos, sin, out)
     c, s = cos.astype(np.float64)[:, None], sin.astype(np.float64)[:, None]
     v = (lanes(pr) + 1j * lanes(pi)) * np.exp(1j * angle)[:, None]  # e^{iΦ}·p
-    mu = lanes(mr) + 1j * lanes(mi)
     np.testing.assert_allclose(out - start, (np.conj(mu) * 1j * v).real.sum(1), **tol)
+    # μ turned back through the phase, then the two lowest butterfly levels (amplitudes
+    # 4q … 4q + 3: H ⊗ H on bits 1 and 0).
+    turned = (mu * np.exp(-1j * angle)[:, None]).reshape(dim // 4, 4, 16)
+    h2 = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
+    expected = np.einsum("st,qtl->qsl", h2, turned).reshape(dim, 16)
+    np.testing.assert_allclose(lanes(turned_r), expected.real, **tol)
+    np.testing.assert_allclose(lanes(turned_i), expected.imag, **tol)
 
     out = start.copy()
     rho = np.full(dim * 16, np.nan, dtype)
