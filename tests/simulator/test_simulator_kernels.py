@@ -325,11 +325,16 @@ def test_the_register_blocks_of_the_frame_backward_match_numpy(dtype):
         kernels._unphase_gradient_blocks(pr, pi, mr, mi, cos, sin, out)
 
     @numba.njit
-    def unphase(w, mr, mi, rho, cos, sin, out, dots):
-        kernels._unphase_blocks(w, mr, mi, rho, cos, sin, out, dots)
+    def unphase(w, mr, mi, rho, cos, sin, out, dots, butterfly):
+        kernels._unphase_blocks(w, mr, mi, rho, cos, sin, out, dots, butterfly)
 
     def lanes(a):
         return a.astype(np.float64).reshape(dim, 16)
+
+    def butterflies(values):
+        """The two lowest butterfly levels: H ⊗ H on the index bits 1 and 0."""
+        h2 = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
+        return np.einsum("st,qtl->qsl", h2, values.reshape(dim // 4, 4, 16)).reshape(dim, 16)
 
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12}
     start = rng.standard_normal(dim)  # the sums are added to what the output holds
@@ -342,21 +347,20 @@ def test_the_register_blocks_of_the_frame_backward_match_numpy(dtype):
     np.testing.assert_allclose(out - start, (np.conj(mu) * 1j * v).real.sum(1), **tol)
     # μ turned back through the phase, then the two lowest butterfly levels (amplitudes
     # 4q … 4q + 3: H ⊗ H on bits 1 and 0).
-    turned = (mu * np.exp(-1j * angle)[:, None]).reshape(dim // 4, 4, 16)
-    h2 = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
-    expected = np.einsum("st,qtl->qsl", h2, turned).reshape(dim, 16)
+    expected = butterflies(mu * np.exp(-1j * angle)[:, None])
     np.testing.assert_allclose(lanes(turned_r), expected.real, **tol)
     np.testing.assert_allclose(lanes(turned_i), expected.imag, **tol)
 
-    out = start.copy()
-    rho = np.full(dim * 16, np.nan, dtype)
-    dots = np.full(16, np.nan, dtype)
-    unphase(w, mr, mi, rho, cos, sin, out, dots)
     expected_rho = lanes(mr) * c + lanes(mi) * s
-    np.testing.assert_allclose(lanes(rho), expected_rho, **tol)
-    np.testing.assert_allclose(out - start, (lanes(w) * (lanes(mi) * c - lanes(mr) * s)).sum(1),
-                               **tol)
-    np.testing.assert_allclose(dots, (lanes(w) * expected_rho).sum(0), **tol)
+    for butterfly, rho_then in ((False, expected_rho), (True, butterflies(expected_rho))):
+        out = start.copy()
+        rho = np.full(dim * 16, np.nan, dtype)
+        dots = np.full(16, np.nan, dtype)
+        unphase(w, mr, mi, rho, cos, sin, out, dots, butterfly)
+        np.testing.assert_allclose(lanes(rho), rho_then, **tol)
+        np.testing.assert_allclose(
+            out - start, (lanes(w) * (lanes(mi) * c - lanes(mr) * s)).sum(1), **tol)
+        np.testing.assert_allclose(dots, (lanes(w) * expected_rho).sum(0), **tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

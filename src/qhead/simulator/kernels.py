@@ -340,6 +340,12 @@ if numba is not None:
             pointer, align = self._row_pointer(k, t, shift)
             self.builder.store(value, pointer).align = align
 
+        def butterfly4(self, a0, a1, a2, a3):
+            """The lowest two butterfly levels of four rows (:func:`_butterfly4_into`)."""
+            p0, p1 = self.add(a0, a1), self.sub(a0, a1)
+            p2, p3 = self.add(a2, a3), self.sub(a2, a3)
+            return self.add(p0, p2), self.add(p1, p3), self.sub(p0, p2), self.sub(p1, p3)
+
         def entry(self, k, t):
             """Array k's entry j0 + t in every element."""
             b = self.builder
@@ -408,12 +414,7 @@ if numba is not None:
                     turned[0].append(k.add(k.mul(a, c), k.mul(b, s)))
                     turned[1].append(k.sub(k.mul(b, c), k.mul(a, s)))
                 for array, values in ((2, turned[0]), (3, turned[1])):
-                    p0 = k.add(values[0], values[1])
-                    p1 = k.sub(values[0], values[1])
-                    p2 = k.add(values[2], values[3])
-                    p3 = k.sub(values[2], values[3])
-                    for t, value in enumerate((k.add(p0, p2), k.add(p1, p3), k.sub(p0, p2),
-                                               k.sub(p1, p3)), start=4 * quad):
+                    for t, value in enumerate(k.butterfly4(*values), start=4 * quad):
                         k.store_row(array, t, value)
             k.add_sums(6, rows)
             return context.get_dummy_value()
@@ -453,33 +454,46 @@ if numba is not None:
 
         return numba.types.void(re, im, p, acc, j0, half), codegen
 
-    @_intrinsic
-    def _unphase_block(typingctx, w, mr, mi, rho, cos, sin, phase_grad, dots, j0):
-        """For the 16 amplitudes j0 … j0 + 15 of a full group (:func:`_unphase_lanes`):
-        ρ = μr·cos + μi·sin, phase_grad[j] += Σ_l w·(μi·cos − μr·sin), dots[l] += Σ_j w·ρ."""
-        if not _block_typed((w, mr, mi, rho, dots), (cos, sin), phase_grad):
-            return None
+    def _unphase_intrinsic(butterfly: bool):
+        """:func:`_unphase_block`, or with ``butterfly`` :func:`_unphase_butterfly_block`."""
 
-        def codegen(context, builder, sig, args):
-            k = _Block(context, builder, sig, args, 8)
-            rows = []
-            total = None
-            for t in range(16):
-                c, s = k.entry(4, t), k.entry(5, t)
-                x, a, b = k.row(0, t), k.row(1, t), k.row(2, t)
-                u = k.add(k.mul(a, c), k.mul(b, s))
-                k.store_row(3, t, u)
-                rows.append(k.mul(x, k.sub(k.mul(b, c), k.mul(a, s))))
-                product = k.mul(x, u)
-                total = product if total is None else k.add(total, product)
-            k.add_sums(6, rows)
-            pointer, align = k._pointer(7, _ir.Constant(k.i64, 0), 16)
-            old = builder.load(pointer)
-            old.align = align
-            builder.store(k.add(old, total), pointer).align = align
-            return context.get_dummy_value()
+        def typer(typingctx, w, mr, mi, rho, cos, sin, phase_grad, dots, j0):
+            if not _block_typed((w, mr, mi, rho, dots), (cos, sin), phase_grad):
+                return None
 
-        return numba.types.void(w, mr, mi, rho, cos, sin, phase_grad, dots, j0), codegen
+            def codegen(context, builder, sig, args):
+                k = _Block(context, builder, sig, args, 8)
+                rows, turned = [], []
+                total = None
+                for t in range(16):
+                    c, s = k.entry(4, t), k.entry(5, t)
+                    x, a, b = k.row(0, t), k.row(1, t), k.row(2, t)
+                    u = k.add(k.mul(a, c), k.mul(b, s))
+                    turned.append(u)
+                    rows.append(k.mul(x, k.sub(k.mul(b, c), k.mul(a, s))))
+                    product = k.mul(x, u)
+                    total = product if total is None else k.add(total, product)
+                if butterfly:
+                    turned = [v for q in range(4) for v in k.butterfly4(*turned[4 * q : 4 * q + 4])]
+                for t, u in enumerate(turned):
+                    k.store_row(3, t, u)
+                k.add_sums(6, rows)
+                pointer, align = k._pointer(7, _ir.Constant(k.i64, 0), 16)
+                old = builder.load(pointer)
+                old.align = align
+                builder.store(k.add(old, total), pointer).align = align
+                return context.get_dummy_value()
+
+            return numba.types.void(w, mr, mi, rho, cos, sin, phase_grad, dots, j0), codegen
+
+        return _intrinsic(typer)
+
+    #: For the 16 amplitudes j0 … j0 + 15 of a full group (:func:`_unphase_lanes`):
+    #: ρ = μr·cos + μi·sin, phase_grad[j] += Σ_l w·(μi·cos − μr·sin), dots[l] += Σ_j w·ρ.
+    _unphase_block = _unphase_intrinsic(False)
+    #: :func:`_unphase_block` storing the lowest two butterfly levels of ρ instead of ρ
+    #: (the first radix-4 pass of the leading transform's way back, H·ρ).
+    _unphase_butterfly_block = _unphase_intrinsic(True)
 
     # ---------------------------------------------------------------- vector loops
     # Loops take the arrays (or halves of one array) as separate slices and the matrix
@@ -2504,13 +2518,18 @@ if numba is not None:
             phase_grad[j] += total
 
     @_inline
-    def _unphase_blocks(w, mr, mi, rho, cos, sin, phase_grad, dots):
+    def _unphase_blocks(w, mr, mi, rho, cos, sin, phase_grad, dots, butterfly):
         """:func:`_unphase_lanes` for a full group (16 lanes, 2^n ≥ 16), 16 amplitudes
-        at a time in registers (:func:`_unphase_block`)."""
+        at a time in registers (:func:`_unphase_block`); with ``butterfly`` ρ gets the
+        lowest two butterfly levels of its transform too (:func:`_unphase_butterfly_block`)."""
         for i in range(16):
             dots[i] = 0
-        for j0 in range(0, cos.shape[0], 16):
-            _unphase_block(w, mr, mi, rho, cos, sin, phase_grad, dots, j0)
+        if butterfly:
+            for j0 in range(0, cos.shape[0], 16):
+                _unphase_butterfly_block(w, mr, mi, rho, cos, sin, phase_grad, dots, j0)
+        else:
+            for j0 in range(0, cos.shape[0], 16):
+                _unphase_block(w, mr, mi, rho, cos, sin, phase_grad, dots, j0)
 
     @_inline
     def _cphase_lanes(sr, si, re, im, cos, sin, lanes, n):
@@ -2800,11 +2819,13 @@ if numba is not None:
                     _wht_lanes(mr, n, lanes)
                     _wht_lanes(mi, n, lanes)
             if n >= 4 and lanes == 16:
-                _unphase_blocks(w, mr, mi, r, cos[0], sin[0], phase_grad[0], dots)
+                _unphase_blocks(w, mr, mi, r, cos[0], sin[0], phase_grad[0], dots, leading)
+                if leading:
+                    _wht_lanes_from(r, n, lanes, 2)  # Qλ₀ = H·ρ
             else:
                 _unphase_lanes(w, mr, mi, r, cos[0], sin[0], lanes, phase_grad[0], dots)
-            if leading:
-                _wht_lanes(r, n, lanes)  # Qλ₀ = H·ρ
+                if leading:
+                    _wht_lanes(r, n, lanes)
             _project_out_given(grad[start:stop], feats[start:stop], r, norms[start:stop],
                                lanes, dots, scale, tau)
             start = stop
