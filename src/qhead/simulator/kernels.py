@@ -454,6 +454,30 @@ if numba is not None:
 
         return numba.types.void(re, im, p, acc, j0, half), codegen
 
+    @_intrinsic
+    def _fold_block(typingctx, src, dst, acc, j0, half):
+        """One ⟨Z⟩ fold (:func:`_fold_lane_halves`) for the 16 amplitudes j0 … j0 + 15 of
+        a full group: dst[j] = src[j] + src[j + half], acc[l] += Σ src[j] − src[j + half]
+        (``half`` in values), the sum kept in a register for the block."""
+        if not _block_typed((src, dst, acc), (), acc):
+            return None
+
+        def codegen(context, builder, sig, args):
+            k = _Block(context, builder, sig, args, 3)
+            total = None
+            for t in range(16):
+                a, b = k.row(0, t), k.row(0, t, args[4])
+                k.store_row(1, t, k.add(a, b))
+                step = k.sub(a, b)
+                total = step if total is None else k.add(total, step)
+            pointer, align = k._pointer(2, _ir.Constant(k.i64, 0), 16)
+            old = builder.load(pointer)
+            old.align = align
+            builder.store(k.add(old, total), pointer).align = align
+            return context.get_dummy_value()
+
+        return numba.types.void(src, dst, acc, j0, half), codegen
+
     def _unphase_intrinsic(butterfly: bool):
         """:func:`_unphase_block`, or with ``butterfly`` :func:`_unphase_butterfly_block`."""
 
@@ -1418,7 +1442,15 @@ if numba is not None:
         values: Σ of |ψ|² over wire 0's two values, lane layout); p and q are consumed."""
         for k in range(1, n):
             half = size >> 1
-            if k % 2 == 1:
+            if lanes == 16 and half >= 256:  # whole blocks of 16 amplitudes
+                for i in range(16):
+                    acc[i] = 0
+                for j0 in range(0, half // 16, 16):
+                    if k % 2 == 1:
+                        _fold_block(p, q, acc, j0, half)
+                    else:
+                        _fold_block(q, p, acc, j0, half)
+            elif k % 2 == 1:
                 _fold_lane_halves(p, q, half, lanes, acc)
             else:
                 _fold_lane_halves(q, p, half, lanes, acc)
