@@ -207,6 +207,15 @@ if numba is not None:
                 and feats.dtype in (numba.types.float32, numba.types.float64)
                 and all(a.dtype == feats.dtype for a in others))
 
+    def _arguments(context, builder, sig, args):
+        """An intrinsic's arguments: arrays as numba array structures (``.data``,
+        ``.strides``), the others as their LLVM values."""
+        return [
+            context.make_array(t)(context, builder, a) if isinstance(t, numba.types.Array)
+            else a
+            for t, a in zip(sig.args, args, strict=True)
+        ]
+
     class _Tile:
         """What the tile intrinsics' code generation shares: the array arguments as
         arrays (the others as LLVM values), the 16-wide vector of the dtype, its
@@ -214,11 +223,7 @@ if numba is not None:
 
         def __init__(self, context, builder, sig, args, dtype):
             self.builder = builder
-            self.args = [
-                context.make_array(t)(context, builder, a) if isinstance(t, numba.types.Array)
-                else a
-                for t, a in zip(sig.args, args, strict=True)
-            ]
+            self.args = _arguments(context, builder, sig, args)
             self.vector = _ir.VectorType(context.get_value_type(dtype), 16)
             self.align = dtype.bitwidth // 8
             self.i64 = _ir.IntType(64)
@@ -309,11 +314,7 @@ if numba is not None:
 
         def __init__(self, context, builder, sig, args, first):
             self.builder = builder
-            self.arrays = [
-                context.make_array(t)(context, builder, a) if isinstance(t, numba.types.Array)
-                else a
-                for t, a in zip(sig.args, args, strict=True)
-            ]
+            self.arrays = _arguments(context, builder, sig, args)
             self.types = sig.args
             self.i64 = _ir.IntType(64)
             self.start = args[first]
@@ -366,16 +367,29 @@ if numba is not None:
         def mul(self, a, b):
             return self.fast(self.builder.fmul(a, b))
 
+        def total(self, values):
+            """The sum of the vectors ``values``, left to right."""
+            result = values[0]
+            for value in values[1:]:
+                result = self.add(result, value)
+            return result
+
+        def _add_into(self, k, offset, value):
+            pointer, align = self._pointer(k, offset, 16)
+            if pointer.type.pointee != value.type:
+                value = self.builder.fpext(value, pointer.type.pointee)
+            old = self.builder.load(pointer)
+            old.align = align
+            self.builder.store(self.add(old, value), pointer).align = align
+
+        def add_to_lanes(self, k, value):
+            """Array k [0 : 16] (one value per lane) += ``value``."""
+            self._add_into(k, _ir.Constant(self.i64, 0), value)
+
         def add_sums(self, k, rows):
             """Array k [j0 : j0 + 16] += the 16 ``rows``' sums over their lanes (in
             array k's dtype, float64 or the rows')."""
-            sums = _row_sums(self, rows)
-            pointer, align = self._pointer(k, self.start, 16)
-            if pointer.type.pointee != sums.type:
-                sums = self.builder.fpext(sums, pointer.type.pointee)
-            old = self.builder.load(pointer)
-            old.align = align
-            self.builder.store(self.add(old, sums), pointer).align = align
+            self._add_into(k, self.start, _row_sums(self, rows))
 
     def _block_typed(states, tables, out):
         """Whether a block intrinsic's arrays can be compiled: 1-D state arrays and
@@ -433,7 +447,7 @@ if numba is not None:
         def codegen(context, builder, sig, args):
             k = _Block(context, builder, sig, args, 4)
             shift = args[5]
-            total = None
+            steps = []
             for t in range(16):
                 a, b = k.row(0, t), k.row(0, t, shift)
                 c, d = k.row(1, t), k.row(1, t, shift)
@@ -444,12 +458,8 @@ if numba is not None:
                 low = k.add(k.mul(u, u), k.mul(x, x))
                 high = k.add(k.mul(v, v), k.mul(y, y))
                 k.store_row(2, t, k.add(low, high))
-                step = k.sub(low, high)
-                total = step if total is None else k.add(total, step)
-            pointer, align = k._pointer(3, _ir.Constant(k.i64, 0), 16)
-            old = builder.load(pointer)
-            old.align = align
-            builder.store(k.add(old, total), pointer).align = align
+                steps.append(k.sub(low, high))
+            k.add_to_lanes(3, k.total(steps))
             return context.get_dummy_value()
 
         return numba.types.void(re, im, p, acc, j0, half), codegen
@@ -464,16 +474,12 @@ if numba is not None:
 
         def codegen(context, builder, sig, args):
             k = _Block(context, builder, sig, args, 3)
-            total = None
+            steps = []
             for t in range(16):
                 a, b = k.row(0, t), k.row(0, t, args[4])
                 k.store_row(1, t, k.add(a, b))
-                step = k.sub(a, b)
-                total = step if total is None else k.add(total, step)
-            pointer, align = k._pointer(2, _ir.Constant(k.i64, 0), 16)
-            old = builder.load(pointer)
-            old.align = align
-            builder.store(k.add(old, total), pointer).align = align
+                steps.append(k.sub(a, b))
+            k.add_to_lanes(2, k.total(steps))
             return context.get_dummy_value()
 
         return numba.types.void(src, dst, acc, j0, half), codegen
@@ -487,25 +493,20 @@ if numba is not None:
 
             def codegen(context, builder, sig, args):
                 k = _Block(context, builder, sig, args, 8)
-                rows, turned = [], []
-                total = None
+                rows, turned, products = [], [], []
                 for t in range(16):
                     c, s = k.entry(4, t), k.entry(5, t)
                     x, a, b = k.row(0, t), k.row(1, t), k.row(2, t)
                     u = k.add(k.mul(a, c), k.mul(b, s))
                     turned.append(u)
                     rows.append(k.mul(x, k.sub(k.mul(b, c), k.mul(a, s))))
-                    product = k.mul(x, u)
-                    total = product if total is None else k.add(total, product)
+                    products.append(k.mul(x, u))
                 if butterfly:
                     turned = [v for q in range(4) for v in k.butterfly4(*turned[4 * q : 4 * q + 4])]
                 for t, u in enumerate(turned):
                     k.store_row(3, t, u)
                 k.add_sums(6, rows)
-                pointer, align = k._pointer(7, _ir.Constant(k.i64, 0), 16)
-                old = builder.load(pointer)
-                old.align = align
-                builder.store(k.add(old, total), pointer).align = align
+                k.add_to_lanes(7, k.total(products))
                 return context.get_dummy_value()
 
             return numba.types.void(w, mr, mi, rho, cos, sin, phase_grad, dots, j0), codegen
