@@ -297,7 +297,7 @@ if numba is not None:
         pairs of two shuffles and an addition; a transpose would take 64 shuffles)."""
         def stage(a, b, width):
             # Element blocks of ``width``: a's even blocks then b's → low; odd → high.
-            low = [i for block in range(0, 32, 2 * width) for i in range(block, block + width)]
+            low = [i for first in range(0, 32, 2 * width) for i in range(first, first + width)]
             high = [i + width for i in low]
             mask = [_ir.Constant(_ir.VectorType(_ir.IntType(32), 16), m) for m in (low, high)]
             return block.add(block.builder.shuffle_vector(a, b, mask[0]),
