@@ -154,14 +154,18 @@ if numba is not None:
              [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31]),
         )
 
+    def _mask(indices):
+        """A shufflevector mask: the 16 element indices (0–15 the first vector, 16–31 the
+        second)."""
+        return _ir.Constant(_ir.VectorType(_ir.IntType(32), 16), indices)
+
     def _transpose_rows(builder, rows):
         """The 16 vectors ``rows`` (row r of a 16×16 tile each) → the tile's 16 columns,
         by the four interleave stages of :func:`_shuffle_plan`."""
         (lo32, hi32), (lo64, hi64), (lo128, hi128), (lo256, hi256) = _shuffle_plan()
 
         def shuffle(a, b, mask):
-            return builder.shuffle_vector(
-                a, b, _ir.Constant(_ir.VectorType(_ir.IntType(32), 16), mask))
+            return builder.shuffle_vector(a, b, _mask(mask))
 
         t = [None] * 16
         for i in range(8):
@@ -191,8 +195,7 @@ if numba is not None:
         """``value`` in every element of a ``vector``."""
         first = builder.insert_element(_ir.Constant(vector, _ir.Undefined), value,
                                        _ir.Constant(_ir.IntType(32), 0))
-        return builder.shuffle_vector(first, _ir.Constant(vector, _ir.Undefined),
-                                      _ir.Constant(_ir.VectorType(_ir.IntType(32), 16), [0] * 16))
+        return builder.shuffle_vector(first, _ir.Constant(vector, _ir.Undefined), _mask([0] * 16))
 
     def _lane_row(builder, rows, start, t):
         """Offset (elements) of lane-layout row rows[start + t] of a group of 16."""
@@ -299,9 +302,8 @@ if numba is not None:
             # Element blocks of ``width``: a's even blocks then b's → low; odd → high.
             low = [i for first in range(0, 32, 2 * width) for i in range(first, first + width)]
             high = [i + width for i in low]
-            mask = [_ir.Constant(_ir.VectorType(_ir.IntType(32), 16), m) for m in (low, high)]
-            return block.add(block.builder.shuffle_vector(a, b, mask[0]),
-                             block.builder.shuffle_vector(a, b, mask[1]))
+            return block.add(block.builder.shuffle_vector(a, b, _mask(low)),
+                             block.builder.shuffle_vector(a, b, _mask(high)))
 
         for width in (8, 4, 2, 1):
             rows = [stage(rows[2 * i], rows[2 * i + 1], width) for i in range(len(rows) // 2)]
@@ -330,12 +332,14 @@ if numba is not None:
                            _ir.Constant(self.i64, 16))
             return self._pointer(k, offset if shift is None else b.add(offset, shift), 16)
 
-        def row(self, k, t, shift=None):
-            """Amplitude j0 + t of array k, all 16 lanes (``shift`` values further on)."""
-            pointer, align = self._row_pointer(k, t, shift)
+        def _load(self, pointer, align):
             value = self.builder.load(pointer)
             value.align = align
             return value
+
+        def row(self, k, t, shift=None):
+            """Amplitude j0 + t of array k, all 16 lanes (``shift`` values further on)."""
+            return self._load(*self._row_pointer(k, t, shift))
 
         def store_row(self, k, t, value, shift=None):
             pointer, align = self._row_pointer(k, t, shift)
@@ -378,8 +382,7 @@ if numba is not None:
             pointer, align = self._pointer(k, offset, 16)
             if pointer.type.pointee != value.type:
                 value = self.builder.fpext(value, pointer.type.pointee)
-            old = self.builder.load(pointer)
-            old.align = align
+            old = self._load(pointer, align)
             self.builder.store(self.add(old, value), pointer).align = align
 
         def add_to_lanes(self, k, value):
