@@ -49,14 +49,17 @@ ROOT = Path(__file__).resolve().parent.parent
 KERNELS = "src/qhead/simulator/kernels.py"
 
 
-def kernels_source(version: str, folder: Path) -> Path:
-    """A path holding ``kernels.py`` of ``version``: a file as given, else a git revision
-    (its own subfolder, so that numba's on-disk cache stays apart)."""
+def kernels_source(version: str, folder: Path, index: int) -> Path:
+    """A copy of ``kernels.py`` of ``version`` (a file, else a git revision) in a
+    subfolder of its own: numba caches compiled code next to the source, keyed by its
+    path, and a cache written for the copy's module name must never be found by the
+    installed ``qhead.simulator.kernels`` (it would fail to import that module)."""
     if Path(version).is_file():
-        return Path(version)
-    text = subprocess.run(["git", "show", f"{version}:{KERNELS}"], cwd=ROOT, check=True,
-                          capture_output=True, text=True).stdout
-    path = folder / version.replace("/", "_") / "kernels.py"
+        text = Path(version).read_text()
+    else:
+        text = subprocess.run(["git", "show", f"{version}:{KERNELS}"], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout
+    path = folder / str(index) / "kernels.py"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as folder:
-        modules = {v: load(kernels_source(v, Path(folder)), f"kernels_ab_{i}")
+        modules = {v: load(kernels_source(v, Path(folder), i), f"kernels_ab_{i}")
                    for i, v in enumerate(args.versions)}
 
         def runner(module):
